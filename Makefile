@@ -1,0 +1,41 @@
+# dialsflow — developer entry points. `make test` is what CI runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+.PHONY: setup test lint emulator bench clean lock
+
+setup: $(STAMP)
+
+# Recreated only when a dependency file changes: a no-op run takes well under a second.
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -r requirements-dev.txt \
+		-c constraints.txt -e .
+	@touch $@
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Serve the demo world on :8765 in the foreground (Ctrl-C stops it).
+emulator: setup
+	$(BIN)/dialsflow-emulator serve --port 8765 --profile demo
+
+bench: setup
+	$(BIN)/python bench/emulator_throughput.py
+
+# Refresh the full lock after changing requirements*.txt.
+lock:
+	$(BIN)/uv pip compile -q requirements.txt requirements-dev.txt -o constraints.txt \
+		--no-header --python-version 3.11
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,139 @@
+"""`dialsflow-emulator serve | truth | env`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import orjson
+
+from .state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DIALS_AUDIENCE, OMS_AUDIENCE, Settings
+from .world import PROFILES, WORLD_KINDS, build_world, utc
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dialsflow-emulator",
+                                description="Local twin of DIALS, Keycloak, OMS, DBS and CAF.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve every twin from one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    _world_args(serve)
+    serve.add_argument("--latency-ms", type=float, default=0.0,
+                       help="added to every data request (not Keycloak)")
+    serve.add_argument("--fault-rate", type=float, default=0.0,
+                       help="share of data requests that fail transiently (0..1)")
+    serve.add_argument("--fault-kinds", default="502,503,504,reset,truncate",
+                       help="comma list from 502,503,504,429,reset,truncate")
+    serve.add_argument("--fault-max-consecutive", type=int, default=3,
+                       help="at most this many faults in a row for the same URL")
+    serve.add_argument("--retry-after", type=int, default=1, help="Retry-After of 429 answers (s)")
+    serve.add_argument("--token-ttl", type=int, default=1200, help="access token lifetime (s)")
+    serve.add_argument("--client", action="append", default=[], metavar="ID:SECRET",
+                       help="register a confidential client (default: the emulator's own)")
+
+    truth = sub.add_parser("truth", help="print the synthetic world as JSON")
+    _world_args(truth)
+
+    env = sub.add_parser("env", help="print AIRFLOW_CONN_* lines pointing at a running emulator")
+    env.add_argument("--host", default="127.0.0.1")
+    env.add_argument("--port", type=int, default=8765)
+    env.add_argument("--workspace", default="tracker")
+    env.add_argument("--cert-class", default="Collisions24")
+    env.add_argument("--cert-kind", default="golden", choices=sorted(WORLD_KINDS))
+    env.add_argument("--oms-via", default="direct", choices=["direct", "dials"],
+                     help="reach OMS directly (omsapi) or through DIALS' oms-proxy")
+    return p
+
+
+def _world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--now", type=utc, default=None,
+                   help="world clock (ISO 8601); default: a day after the last run ended")
+
+
+def connections(host: str, port: int, workspace: str = "tracker", cert_class: str = "Collisions24",
+                cert_kind: str = "golden", oms_via: str = "direct") -> dict[str, dict]:
+    """The four connections, in Airflow's JSON form, as dialsflow reads them."""
+    base = f"http://{host}:{port}"
+    return {
+        "dials_default": {
+            "conn_type": "http", "host": f"{base}/", "login": DEFAULT_CLIENT_ID,
+            "password": DEFAULT_CLIENT_SECRET,
+            "extra": {"workspace": workspace, "auth": "client_credentials",
+                      "keycloak_url": f"{base}/auth/", "realm": "cern",
+                      "audience": DIALS_AUDIENCE, "verify": True},
+        },
+        "oms_default": {
+            "conn_type": "http", "host": f"{base}/agg/api", "login": DEFAULT_CLIENT_ID,
+            "password": DEFAULT_CLIENT_SECRET,
+            "extra": {"token_url": f"{base}/auth/realms/cern/api-access/token",
+                      "audience": OMS_AUDIENCE, "via": oms_via, "verify": True},
+        },
+        "dbs_default": {
+            "conn_type": "http", "host": f"{base}/dbs/prod/global/DBSReader",
+            "extra": {"cert": None, "key": None, "verify": True},
+        },
+        "caf_default": {
+            "conn_type": "http", "host": f"{base}/CAF/certification",
+            "extra": {"class": cert_class, "kind": cert_kind, "verify": True},
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "truth":
+        world = build_world(args.profile, args.seed)
+        sys.stdout.buffer.write(orjson.dumps(world.truth(args.now), option=orjson.OPT_INDENT_2))
+        sys.stdout.write("\n")
+        return 0
+    if args.command == "env":
+        conns = connections(args.host, args.port, args.workspace, args.cert_class,
+                            args.cert_kind, args.oms_via)
+        for conn_id, conn in conns.items():
+            value = shlex.quote(orjson.dumps(conn).decode())
+            print(f"export AIRFLOW_CONN_{conn_id.upper()}={value}")
+        print(f"export DIALSFLOW_EMULATOR_URL=http://{args.host}:{args.port}")
+        return 0
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    from .state import EmulatorState
+
+    kinds = tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip())
+    unknown = set(kinds) - {"502", "503", "504", "429", "reset", "truncate"}
+    if unknown:
+        print(f"dialsflow-emulator: unknown fault kind(s): {', '.join(sorted(unknown))}",
+              file=sys.stderr)
+        return 2
+    if not 0.0 <= args.fault_rate <= 1.0:
+        print("dialsflow-emulator: --fault-rate must be between 0 and 1", file=sys.stderr)
+        return 2
+    clients = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
+    for item in args.client:
+        cid, sep, secret = item.partition(":")
+        if not sep or not cid or not secret:
+            print("dialsflow-emulator: --client takes ID:SECRET", file=sys.stderr)
+            return 2
+        clients[cid] = secret
+    settings = Settings(profile=args.profile, seed=args.seed, latency_ms=args.latency_ms,
+                        fault_rate=args.fault_rate, fault_kinds=kinds,
+                        fault_max_consecutive=args.fault_max_consecutive,
+                        retry_after_s=args.retry_after, token_ttl=args.token_ttl, clients=clients)
+    world = build_world(args.profile, args.seed)
+    state = EmulatorState(world, settings, issuer=f"http://{args.host}:{args.port}/auth/realms/cern",
+                          now=args.now)
+    print(f"dialsflow-emulator: profile={args.profile} seed={args.seed} now={state.now.isoformat()} "
+          f"listening on http://{args.host}:{args.port}", flush=True)
+    serve(state, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The emulator's mutable state: the world, its clock, registered clients, faults, counters."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .tokens import TokenSigner
+from .world import World, utc
+
+# Production identifiers the real clients send by default (cmsdials auth/client.py,
+# omsapi OMSAPIOAuth), accepted as-is so that only base URLs change in tests.
+DIALS_PUBLIC_CLIENT = "cms-dials-prod-public-app"
+DIALS_AUDIENCE = "cms-dials-prod-confidential-app"
+OMS_AUDIENCE = "cmsoms-prod"
+OMS_PUBLIC_CLIENT = "cmsoms-prod-public"
+KNOWN_AUDIENCES = frozenset({
+    DIALS_AUDIENCE, "cms-dials-dev-confidential-app", OMS_AUDIENCE, "cmsoms-int-0185",
+    "cmsoms-int-0184",
+})
+PUBLIC_CLIENTS = frozenset({DIALS_PUBLIC_CLIENT, "cms-dials-dev-public-app", OMS_PUBLIC_CLIENT})
+
+#: The emulator's registered confidential application (a test double, not a credential).
+DEFAULT_CLIENT_ID = "dialsflow-emulator"
+DEFAULT_CLIENT_SECRET = "emulator-secret-not-for-production"  # noqa: S105
+
+
+@dataclass
+class Settings:
+    profile: str = "demo"
+    seed: int = 1
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("502", "503", "504", "reset", "truncate")
+    fault_max_consecutive: int = 3
+    retry_after_s: int = 1
+    token_ttl: int = 1200
+    refresh_ttl: int = 36000
+    clients: dict[str, str] = field(
+        default_factory=lambda: {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET})
+
+
+class EmulatorState:
+    """Shared by every route. The clock can be moved while the server runs."""
+
+    def __init__(self, world: World, settings: Settings, issuer: str,
+                 now: datetime | None = None) -> None:
+        self.world = world
+        self.settings = settings
+        self.signer = TokenSigner.for_seed(settings.seed, issuer)
+        self._now = now or world.default_now
+        self._lock = threading.Lock()
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.faults: collections.Counter[str] = collections.Counter()
+        self.device_codes: dict[str, str] = {}  # device_code -> client_id
+        self.failing_me: str | None = None  # regex: th1/th2 rows of matching MEs answer 500
+
+    @property
+    def now(self) -> datetime:
+        return self._now
+
+    def set_now(self, value: datetime) -> None:
+        self._now = value
+
+    def now_for(self, headers) -> datetime:
+        """The world clock for one request: `X-Emulator-Now` overrides the server clock."""
+        override = headers.get("x-emulator-now")
+        return utc(override) if override else self._now
+
+    def count(self, path: str) -> None:
+        with self._lock:
+            self.requests[path] += 1
