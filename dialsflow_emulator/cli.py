@@ -129,8 +129,8 @@ def _serve(args: argparse.Namespace) -> int:
     world = build_world(args.profile, args.seed)
     state = EmulatorState(world, settings, issuer=f"http://{args.host}:{args.port}/auth/realms/cern",
                           now=args.now)
-    print(f"dialsflow-emulator: profile={args.profile} seed={args.seed} now={state.now.isoformat()} "
-          f"listening on http://{args.host}:{args.port}", flush=True)
+    print(f"dialsflow-emulator: profile={args.profile} seed={args.seed} "
+          f"now={state.now.isoformat()} listening on http://{args.host}:{args.port}", flush=True)
     serve(state, args.host, args.port)
     return 0
 

@@ -45,7 +45,7 @@ class EmulatorProcess:
         cmd = [sys.executable, "-m", "dialsflow_emulator.cli", "serve", "--host", self.host,
                "--port", str(self.port), "--profile", self.profile, "--seed", str(self.seed),
                *self.flags]
-        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout
