@@ -3,7 +3,10 @@
 Shapes are plausible, not physics: a Landau-like charge spectrum, a falling cluster-size
 spectrum, BPix maps with the structurally empty module-0 columns and ladder-0 rows
 (dials_api.md §4 "synthetic-data hints"), a z-phi band, flat ECAL occupancy. Counts are
-Poisson draws, so bins are integers stored as floats, as DQMIO TH1F/TH2F content is.
+Poisson-like: expected value plus Gaussian noise of width sqrt(expected), rounded and
+clipped at zero, so bins are integers stored as floats as DQMIO TH1F/TH2F content is. The
+noise comes from one fixed pool at a per-(seed, dataset, run, LS, ME) offset: vectorised
+arithmetic, about ten times cheaper than drawing Poisson numbers for a 360×170 map.
 Some lumisections are empty (entries = 0), as consumers see in real data.
 """
 
@@ -28,13 +31,25 @@ def entries_for(seed: int, dataset_id: int, run: int, ls: int, me: MonitorElemen
 def histogram(seed: int, dataset_id: int, run: int, ls: int, me: MonitorElement) -> np.ndarray:
     """Bin contents: shape (x_bin,) for 1D, (y_bin, x_bin) for 2D (data[iy][ix])."""
     entries = entries_for(seed, dataset_id, run, ls, me)
-    rng = np.random.default_rng(stable_int("hist", seed, dataset_id, run, ls, me.me_id))
     template = _template(me)
     if entries == 0:
         return np.zeros_like(template)
     # ~1 % of fills land in under/overflow, so sum(data) < entries as in ROOT.
     expected = template * (entries * 0.99 / template.sum())
-    return rng.poisson(expected).astype(np.float64)
+    pool = _noise_pool()
+    start = stable_int("hist", seed, dataset_id, run, ls, me.me_id) % (pool.size - template.size)
+    noise = pool[start:start + template.size].reshape(template.shape)
+    counts = np.rint(expected + np.sqrt(expected) * noise)
+    return np.maximum(counts, 0.0, out=counts)
+
+
+NOISE_POOL_SIZE = 1 << 20
+
+
+@lru_cache(maxsize=1)
+def _noise_pool() -> np.ndarray:
+    """Standard normal numbers, the same on every machine (PCG64 with a fixed seed)."""
+    return np.random.default_rng(20240416).standard_normal(NOISE_POOL_SIZE)
 
 
 @lru_cache(maxsize=64)
