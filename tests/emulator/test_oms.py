@@ -1,0 +1,290 @@
+"""The OMS twin driven by the unmodified omsapi 0.9.8.1 client, and by plain requests for what
+omsapi cannot send (raw query variants, missing tokens, another clock)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import omsapi
+import pytest
+import requests
+from omsapi import OMSAPI
+
+from dialsflow_emulator.process import EmulatorProcess
+from dialsflow_emulator.state import DIALS_AUDIENCE, OMS_AUDIENCE
+from dialsflow_emulator.world import LS_SECONDS, iso, utc
+
+TOKEN_PATH = "/auth/realms/cern/api-access/token"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _client(emu: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> OMSAPI:
+    """omsapi as a user sets it up, with only its token URL and API URL repointed."""
+    monkeypatch.setattr(omsapi, "cern_api_url", emu.url + TOKEN_PATH)
+    conn = emu.connections()["oms_default"]
+    api = OMSAPI(api_url=conn["host"], cert_verify=False, verbose=False)
+    api.auth_oidc(conn["login"], conn["password"])
+    return api
+
+
+def _token(emu: EmulatorProcess, audience: str = OMS_AUDIENCE) -> str:
+    conn = emu.connections()["oms_default"]
+    r = requests.post(emu.url + TOKEN_PATH, timeout=10, data={
+        "grant_type": "client_credentials", "client_id": conn["login"],
+        "client_secret": conn["password"], "audience": audience})
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+def _get(emu: EmulatorProcess, path_and_query: str, token: str | None, **headers: str):
+    """GET a URL string as given (brackets and '+' stay raw, as omsapi sends them)."""
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.get(f"{emu.url}/agg/api/v1/{path_and_query}", headers=headers, timeout=30)
+
+
+def _follow(q, body: dict) -> Iterator[dict]:
+    """Every page of a query, following links.next with the client's own session."""
+    while True:
+        yield body
+        if body["links"]["next"] is None:
+            return
+        body = q.get_request(body["links"]["next"], verify=False).json()
+
+
+@pytest.fixture
+def oms(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> OMSAPI:
+    return _client(emulator, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def token(emulator: EmulatorProcess) -> str:
+    return _token(emulator)
+
+
+# --------------------------------------------------------------------------- omsapi
+
+
+def test_end_time_window_paged_through_next_links_equals_truth(oms: OMSAPI, truth: dict):
+    ended = [r for r in truth["runs"] if r["ended"]]
+    t0, t1 = ended[5]["end_time"], ended[17]["end_time"]
+    expected = [r for r in ended if utc(t0) <= utc(r["end_time"]) < utc(t1)]
+    q = oms.query("runs")
+    q.filter("end_time", t0, "GE").filter("end_time", t1, "LT").sort("run_number")
+    first = q.paginate(page=1, per_page=4).data().json()
+    pages = list(_follow(q, first))
+    rows = [item["attributes"] for page in pages for item in page["data"]]
+    assert len(pages) == -(-len(expected) // 4) > 1
+    assert first["meta"]["totalResourceCount"] == len(expected)
+    assert [r["run_number"] for r in rows] == [r["run_number"] for r in expected]
+    assert [r["end_time"] for r in rows] == [r["end_time"] for r in expected]
+    assert [r["fill_number"] for r in rows] == [r["fill_number"] for r in expected]
+    assert all(item["id"] == str(item["attributes"]["run_number"])
+               for page in pages for item in page["data"])
+
+
+def test_lumisections_of_a_run_match_the_run(oms: OMSAPI, truth: dict):
+    run = next(r for r in truth["runs"] if r["stable_beam"] and r["n_ls"] > 30)
+    q = oms.query("lumisections").filter("run_number", run["run_number"])
+    body = q.paginate(per_page=10_000).data().json()
+    rows = [item["attributes"] for item in body["data"]]
+    assert [r["lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
+    assert [item["id"] for item in body["data"]][:2] == [f"{run['run_number']}_1",
+                                                         f"{run['run_number']}_2"]
+    assert rows[0]["start_time"] == run["start_time"]
+    assert all(r["pileup"] > 0 and r["beams_stable"] and r["cms_active"] for r in rows)
+    cumulative = [r["recorded_lumi"] for r in rows]
+    assert cumulative == sorted(cumulative) and cumulative[-1] > 0
+    assert body["data"][0]["meta"]["row"]["recorded_lumi"] == {"units": "pb^{-1}"}
+    # the run row agrees with its lumisections
+    (summary,) = oms.query("runs").filter("run_number", run["run_number"]).data().json()["data"]
+    assert summary["attributes"]["last_lumisection_number"] == run["n_ls"]
+    assert summary["attributes"]["recorded_lumi"] == pytest.approx(cumulative[-1])
+
+
+def test_tracker_dcs_bits_follow_the_dcs_only_json(oms: OMSAPI, emulator: EmulatorProcess,
+                                                   truth: dict):
+    """LS outside the published DCS-only ranges have the tracker off; inside it is ready."""
+    dcs_path = max((f for f in truth["certification"]["files"] if "dailyDCS" in f["path"]),
+                   key=lambda f: f["published_at"])["path"]
+    dcs = requests.get(f"{emulator.url}/CAF/certification/{dcs_path}", timeout=10).json()
+    run, ((first, last),) = next((int(k), v) for k, v in dcs.items() if v[0][0] > 1)
+    q = oms.query("lumisections").filter("run_number", run).attrs(
+        ["lumisection_number", "bpix_ready", "tob_ready", "physics_flag"])
+    rows = [d["attributes"] for d in q.paginate(per_page=5000).data().json()["data"]]
+    for row in rows:
+        inside = first <= row["lumisection_number"] <= last
+        assert row["bpix_ready"] is row["tob_ready"] is row["physics_flag"] is inside
+
+
+def test_fields_projection_keeps_only_those_attributes_and_units(oms: OMSAPI):
+    q = oms.query("runs").attrs(["run_number", "recorded_lumi"]).paginate(per_page=3)
+    data = q.data().json()["data"]
+    assert len(data) == 3
+    assert all(set(d["attributes"]) == {"run_number", "recorded_lumi"} for d in data)
+    assert all(d["meta"]["row"] == {"recorded_lumi": {"units": "pb^{-1}"}} for d in data)
+
+
+def test_sort_descending_gives_the_latest_runs_first(oms: OMSAPI, truth: dict):
+    q = oms.query("runs").sort("run_number", asc=False).paginate(page=1, per_page=5)
+    got = [d["attributes"]["run_number"] for d in q.data().json()["data"]]
+    assert got == sorted((r["run_number"] for r in truth["runs"]), reverse=True)[:5]
+
+
+def test_meta_lists_every_attribute_with_its_description(oms: OMSAPI):
+    q = oms.query("runs")
+    fields = q.meta()
+    for name in ("run_number", "end_time", "recorded_lumi", "stable_beam", "components",
+                 "sequence", "era"):
+        assert {"title", "description", "api_type", "units", "sortable", "searchable",
+                "projectable"} <= set(fields[name])
+    assert fields["recorded_lumi"]["units"] == "pb^{-1}"
+    with_meta = q.include("meta").paginate(per_page=1).data().json()
+    assert with_meta["meta"]["fields"] == fields
+    assert with_meta["meta"]["fields_order"][0] == "run_number"
+
+
+def test_fills_follow_the_world(oms: OMSAPI, truth: dict):
+    body = oms.query("fills").paginate(per_page=1000).data().json()
+    assert [d["attributes"]["fill_number"] for d in body["data"]] == \
+        [f["fill_number"] for f in truth["fills"]]
+    fill = body["data"][1]["attributes"]
+    runs = [r["run_number"] for r in truth["runs"] if r["fill_number"] == fill["fill_number"]]
+    assert (fill["first_run_number"], fill["last_run_number"]) == (min(runs), max(runs))
+    assert fill["end_time"] == truth["fills"][1]["end_time"]
+    assert 0 < fill["recorded_lumi"] < fill["delivered_lumi"]
+
+
+# --------------------------------------------------------------------------- raw queries
+
+
+def test_an_ongoing_run_has_no_end_yet(emulator: EmulatorProcess, token: str, truth: dict):
+    run = next(r for r in truth["runs"][8:] if r["n_ls"] > 20)
+    now = utc(run["start_time"]) + timedelta(seconds=LS_SECONDS * run["n_ls"] / 2)
+    clock = {"X-Emulator-Now": iso(now)}
+    body = _get(emulator, "runs?page[limit]=1000", token, **clock).json()
+    started = [r["run_number"] for r in truth["runs"] if utc(r["start_time"]) <= now]
+    assert [d["attributes"]["run_number"] for d in body["data"]] == started
+    ongoing = body["data"][-1]["attributes"]
+    assert ongoing["run_number"] == run["run_number"]
+    assert ongoing["end_time"] is None and ongoing["duration"] is None
+    assert 0 < ongoing["last_lumisection_number"] < run["n_ls"]
+    open_runs = _get(emulator, "runs?filter[end_time][EQ]=null", token, **clock).json()
+    assert [d["id"] for d in open_runs["data"]] == [str(run["run_number"])]
+    ls = _get(emulator, f"lumisections?filter[run_number]={run['run_number']}&page[limit]=5000",
+              token, **clock).json()
+    assert ls["meta"]["totalResourceCount"] == ongoing["last_lumisection_number"]
+
+
+@pytest.mark.parametrize("bound", [
+    "2024-04-18T00:00:00Z", "2024-04-18T00:00:00", "2024-04-18T00:00", "2024-04-18 00:00:00",
+    "2024-04-18T00:00:00.000000+00:00",  # isoformat() sent raw: '+' arrives as a space
+    "2024-04-18T02:00:00%2B02:00", "2024-04-17T19:00:00-05:00",
+])
+def test_datetime_filters_are_parsed_leniently(emulator: EmulatorProcess, token: str,
+                                               truth: dict, bound: str):
+    expected = [str(r["run_number"]) for r in truth["runs"]
+                if r["ended"] and utc(r["end_time"]) < utc("2024-04-18T00:00:00Z")]
+    body = _get(emulator, f"runs?filter[end_time][LT]={bound}&page[limit]=1000", token).json()
+    assert [d["id"] for d in body["data"]] == expected
+
+
+@pytest.mark.parametrize("query", [
+    "filter[run_number][GE]={run}&filter[run_number][LE]={run}",
+    "filter%5Brun_number%5D%5BGE%5D={run}&filter%5Brun_number%5D%5BLE%5D={run}",
+    "filter[run_number][eq]={run}", "filter[run_number]={run}",
+    "filter[run_number][EQ]={run}&filter[stable_beam][EQ]=True&fields[runs]=run_number",
+    "filter[run_number][EQ]={run}&filter[era][LIKE]=Run2024%25&sort=-fill_number,run_number",
+    "filter[run_number][EQ]={run}&filter[components][CT]=TRACKER",
+])
+def test_filter_spellings_select_the_same_run(emulator: EmulatorProcess, token: str,
+                                              truth: dict, query: str):
+    run = next(r["run_number"] for r in truth["runs"] if r["stable_beam"])
+    body = _get(emulator, "runs?" + query.format(run=run), token).json()
+    assert [d["id"] for d in body["data"]] == [str(run)]
+
+
+def test_booleans_and_inequality(emulator: EmulatorProcess, token: str, truth: dict):
+    not_stable = [str(r["run_number"]) for r in truth["runs"] if not r["stable_beam"]]
+    for value in ("false", "FALSE", "False"):
+        body = _get(emulator, f"runs?filter[stable_beam]={value}&page[limit]=1000", token).json()
+        assert [d["id"] for d in body["data"]] == not_stable
+    body = _get(emulator, "runs?filter[stable_beam][NEQ]=true&page[limit]=1000", token).json()
+    assert [d["id"] for d in body["data"]] == not_stable
+    assert not_stable
+
+
+@pytest.mark.parametrize(("path", "status", "detail"), [
+    ("runs?filter[no_such][EQ]=1", 400, "no_such"),
+    ("runs?sort=-no_such", 400, "no_such"),
+    ("runs?filter[run_number][XX]=1", 400, "operator"),
+    ("runs?filter[run_number][GE]=abc", 400, "abc"),
+    ("runs?filter[start_time][GE]=yesterday", 400, "yesterday"),
+    ("runs?page[limit]=-5", 400, "page[limit]"),
+    ("nosuchresource", 404, "nosuchresource"),
+    ("runs/1", 404, "1"),
+])
+def test_errors_are_json_api_bodies(emulator: EmulatorProcess, token: str, path: str,
+                                    status: int, detail: str):
+    r = _get(emulator, path, token)
+    assert r.status_code == status
+    (error,) = r.json()["errors"]
+    assert error["status"] == str(status) and detail in error["detail"]
+
+
+def test_trailing_slash_single_object_and_paging_defaults(emulator: EmulatorProcess,
+                                                          token: str, truth: dict):
+    body = _get(emulator, "lumisections/", token).json()
+    assert len(body["data"]) == 100  # the server's default page size
+    assert body["links"]["prev"] is None and "page[offset]=100" in body["links"]["next"]
+    run = truth["runs"][0]["run_number"]
+    one = _get(emulator, f"lumisections/{run}_7", token).json()["data"]
+    assert one["id"] == f"{run}_7" and one["attributes"]["lumisection_number"] == 7
+    assert _get(emulator, "runs/meta/", token).json()["meta"]["fields"]["run_number"]
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest.mark.parametrize("path", ["runs", "runs/meta", "lumisections?page[limit]=1"])
+def test_data_and_meta_need_an_oms_token(emulator: EmulatorProcess, path: str):
+    for token in (None, "not-a-jwt", _token(emulator, DIALS_AUDIENCE)):
+        r = _get(emulator, path, token)
+        assert r.status_code == 401
+        assert not r.headers["content-type"].startswith("application/json")
+        with pytest.raises(requests.JSONDecodeError):
+            r.json()
+
+
+def test_expired_token_is_refused_and_omsapi_renews_it(monkeypatch: pytest.MonkeyPatch):
+    """omsapi renews on a 401 but never twice within 30 s; the test moves the client's
+    record of its last renewal back instead of sleeping 30 s."""
+    with EmulatorProcess("--token-ttl", "2") as emu:
+        api = _client(emu, monkeypatch)
+        q = api.query("runs").paginate(per_page=1)
+        assert q.data().status_code == 200
+        first = api.oms_auth.token_json["access_token"]
+        time.sleep(2.2)
+        assert _get(emu, "runs", first).status_code == 401
+        # within 30 s of the last token request omsapi keeps the old token: 401 to the caller
+        assert q.data().status_code == 401
+        assert api.oms_auth.token_json["access_token"] == first
+        api.oms_auth.token_time -= 31
+        r = q.data()  # 401 -> auth_oidc() -> retried once with the new token
+        assert r.status_code == 200 and len(r.json()["data"]) == 1
+        assert api.oms_auth.token_json["access_token"] != first
+
+
+def test_dials_oms_proxy_serves_the_same_query(emulator: EmulatorProcess, token: str,
+                                               truth: dict):
+    run = truth["runs"][3]["run_number"]
+    query = f"filter[run_number][EQ]={run}&page[limit]=5"
+    direct = _get(emulator, f"runs?{query}", token).json()
+    r = requests.get(f"{emulator.url}/api/v1/oms-proxy/?endpoint=runs&{query}", timeout=30,
+                     headers={"Authorization": f"Bearer {_token(emulator, DIALS_AUDIENCE)}"})
+    assert r.status_code == 200
+    assert r.json()["data"] == direct["data"]
