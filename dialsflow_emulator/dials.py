@@ -38,6 +38,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
+from . import caf as caf_area
+from . import oms
 from .histograms import entries_for, histogram
 from .httputil import (
     base_url,
@@ -51,7 +53,6 @@ from .state import DIALS_AUDIENCE, DIALS_PUBLIC_CLIENT, EmulatorState
 from .tokens import TokenError
 from .world import (
     DEFAULT_WORKSPACE,
-    LS_SECONDS,
     WORKSPACE_NAMES,
     WORLD_KINDS,
     Dataset,
@@ -990,18 +991,6 @@ def _required(query: Mapping[str, str], *names: str) -> list[str]:
     return [query[n] for n in names]
 
 
-def _apache_size(n: int) -> str:
-    """mod_autoindex sizes as the CAF listing shows them (291, 1.2K, 44K)."""
-    value = float(n)
-    if value < 973:
-        return str(n)
-    for unit in "KMGT":
-        value /= 1024
-        if value < 973:
-            return f"{value:.1f}{unit}" if value < 9.95 else f"{round(value)}{unit}"
-    return f"{round(value)}P"
-
-
 def caf(request: Request, ctx: Ctx) -> bytes:
     """The latest CAF file of a kind, chosen by time like DIALS' CAF client."""
     class_name, kind = _required(request.query_params, "class_name", "kind")
@@ -1015,7 +1004,7 @@ def caf(request: Request, ctx: Ctx) -> bytes:
         "name": cert.path.rsplit("/", 1)[1],
         "url": f"{base_url(request)}{CAF_BASE}{cert.path}",
         "last_modified": cert.published_at.strftime("%Y-%m-%d %H:%M"),
-        "size": _apache_size(len(orjson.dumps(cert.content))),
+        "size": caf_area.apache_size(len(caf_area.cert_bytes(cert))).strip(),
         "content": cert.content,
     })
 
@@ -1035,15 +1024,6 @@ def editable_datasets(request: Request, ctx: Ctx) -> bytes:
     runs = {"OPEN": [r.number for r in ended if r.number not in done],
             "COMPLETED": sorted(done)}.get(state, [])
     return orjson.dumps(runs)
-
-
-def _lumi_per_ls(world: World, seed: int, run: int, ls: int) -> float:
-    """Delivered /ub in one LS: pileup · bunches · f_rev / σ_inel(80 mb) · 23.31 s, ±3 %."""
-    r = world.run_by_number[run]
-    fill = next((f for f in world.fills if f.number == r.fill), None)
-    bunches = fill.bunches if fill else 0
-    wobble = 0.97 + stable_int("lumi", seed, run, ls) % 600 / 10_000
-    return r.pileup * bunches * 11245.5 / 80_000.0 * LS_SECONDS * wobble
 
 
 UNITS = {"/ub": 1.0, "/nb": 1e-3, "/pb": 1e-6, "/fb": 1e-9}
@@ -1101,10 +1081,10 @@ def brilcalc_lumi(request: Request, ctx: Ctx) -> bytes:
     if scale is None:
         raise ApiError(json_response({"unit": [f"Unknown unit {unit!r}."]}, 400))
     byls = (query.get("byls") or "").lower() in ("true", "1")
-    world, seed = ctx.world, ctx.seed
+    world = ctx.world
     rows, totals = [], [0.0, 0.0]
     for r in _lumi_runs(ctx, query):
-        per_ls = [_lumi_per_ls(world, seed, r.number, ls) * scale for ls in range(1, r.n_ls + 1)]
+        per_ls = [world.lumi_per_ls(r.number, ls) * scale for ls in range(1, r.n_ls + 1)]
         recorded = [v * 0.97 for v in per_ls]
         totals[0] += sum(per_ls)
         totals[1] += sum(recorded)
@@ -1130,14 +1110,8 @@ def brilcalc_lumi(request: Request, ctx: Ctx) -> bytes:
 def oms_proxy(request: Request, ctx: Ctx) -> Response:
     """Forward to the OMS twin as DIALS forwards to OMS (cmsdials OMSProxyClient.query)."""
     (resource,) = _required(request.query_params, "endpoint")
-    from . import oms  # lazily: the OMS twin is a sibling module
-
-    query_response = getattr(oms, "query_response", None)
-    if query_response is None:
-        return json_response({"detail": "OMS twin not available: "
-                              "dialsflow_emulator.oms.query_response is missing"}, 501)
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "endpoint"]
-    status, body = query_response(ctx.state, resource, params,
+    status, body = oms.query_response(ctx.state, resource, params,
                                   f"{base_url(request)}/agg/api/v1", ctx.now)
     return json_response(body, status)
 

@@ -303,6 +303,7 @@ class World:
         self.run_by_number = {r.number: r for r in self.runs}
         self.dataset_by_id = {d.dataset_id: d for d in self.datasets}
         self.file_by_id = {f.file_id: f for f in self.files}
+        self.fill_by_number = {f.number: f for f in self.fills}
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -346,6 +347,15 @@ class World:
             if f.first_ls <= ls <= f.last_ls:
                 return f
         raise KeyError((dataset_id, run, ls))
+
+    def lumi_per_ls(self, run: int, ls: int) -> float:
+        """Delivered /ub in one LS: pileup · bunches · f_rev / σ_inel(80 mb) · 23.31 s, ±3 %.
+
+        One model for every twin, so OMS and DIALS' brilcalc agree on each run."""
+        r = self.run_by_number[run]
+        bunches = self.fill_by_number[r.fill].bunches if r.fill in self.fill_by_number else 0
+        wobble = 0.97 + stable_int("lumi", self.seed, run, ls) % 600 / 10_000
+        return r.pileup * bunches * 11245.5 / 80_000.0 * LS_SECONDS * wobble
 
     def published_cert_files(self, now: datetime) -> list[CertFile]:
         return [c for c in self.cert_files if c.published_at <= now]
@@ -599,15 +609,20 @@ def _split_files(d: Dataset, r: Run, registered: datetime, lag: timedelta,
         lfn = (f"/store/{kind}/{d.era}/{d.primary}/DQMIO/{d.processing_string}-v"
                f"{d.processing_version}/000/{r.number // 1000:03d}/{r.number % 1000:03d}/00000/"
                f"{guid}.root")
-        start = registered + timedelta(minutes=rng.uniform(5, 60))
+        start = _seconds(registered + timedelta(minutes=rng.uniform(5, 60)))
         out.append(DqmFile(
             file_id=15540000000 + stable_int(d.dataset_id, r.number, i) % 400000000,
             dataset_id=d.dataset_id, run=r.number, first_ls=first, last_ls=last, lfn=lfn,
             size=int((last - first + 1) * rng.uniform(0.4e6, 1.2e6)), block_name=block,
-            registered_at=registered, ingest_started_at=start,
-            ingested_at=start + lag,
+            registered_at=_seconds(registered), ingest_started_at=start,
+            ingested_at=_seconds(start + lag),
         ))
     return out
+
+
+def _seconds(value: datetime) -> datetime:
+    """Whole seconds, as every service (and the truth) prints times."""
+    return value.replace(microsecond=0)
 
 
 def _build_certification(p: Profile, runs: list[Run], bad: frozenset[int],
@@ -632,11 +647,15 @@ def _build_certification(p: Profile, runs: list[Run], bad: frozenset[int],
     last_end = max(r.end for r in runs)
     day = p.start.replace(hour=0, minute=0, second=0)
     cls = "Collisions24"
+    # A file is published when its content changes: a new name, as on CAF.
+    last_dcs: dict = {}
+    last_gold: dict = {}
     while day <= last_end + timedelta(days=8):
         dcs_at = day + timedelta(hours=19, minutes=31)
         dcs = {str(n): v for n, v in dcs_ranges.items()
                if _run_end(runs, n) <= dcs_at - timedelta(hours=2)}
-        if dcs:
+        if dcs and dcs != last_dcs:
+            last_dcs = dcs
             last = max(map(int, dcs))
             files.append(CertFile(
                 f"{cls}/DCSOnly_JSONS/dailyDCSOnlyJSON/Collisions24_13p6TeV_{first}_{last}"
@@ -646,7 +665,8 @@ def _build_certification(p: Profile, runs: list[Run], bad: frozenset[int],
             at = day + timedelta(hours=10, minutes=rng.randint(0, 59))
             gold = {str(n): v for n, v in golden_ranges.items()
                     if _run_end(runs, n) <= at - timedelta(days=4)}
-            if gold:
+            if gold and gold != last_gold:
+                last_gold = gold
                 last = max(map(int, gold))
                 files.append(CertFile(f"{cls}/Cert_Collisions2024_{first}_{last}_Golden.json",
                                       at, gold))

@@ -26,7 +26,6 @@ from cmsdials.filters import (
     RunFilters,
 )
 
-from dialsflow_emulator import oms
 from dialsflow_emulator.process import EmulatorProcess
 
 from .test_dials_api import EXPRESS, ZERO_BIAS, expand, runs_in_dials
@@ -191,8 +190,6 @@ def test_device_flow_through_dials_new_device(emulator: EmulatorProcess,
 
 
 def test_oms_proxy(dials: Dials, truth: dict) -> None:
-    if not hasattr(oms, "query_response"):
-        pytest.skip("the OMS twin (dialsflow_emulator.oms.query_response) is not there yet")
     run = truth["runs"][3]["run_number"]
     answer = dials.oms.query("runs", [OMSFilter(attribute_name="run_number", value=run,
                                                 operator="EQ")],

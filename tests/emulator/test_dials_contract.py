@@ -17,7 +17,6 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialsflow_emulator import oms
 from dialsflow_emulator.process import EmulatorProcess
 
 from .test_dials_api import EXPRESS, ZERO_BIAS, DialsHttp
@@ -103,8 +102,6 @@ def _call(dials: DialsHttp, path: str, name: str | None,
                          ids=[f"{p}?{n or ''}" for p, n in CALLS])
 def test_documented_get_is_served(dials: DialsHttp, world_values: dict[str, str], path: str,
                                   name: str | None) -> None:
-    if path.endswith("/oms-proxy/") and not hasattr(oms, "query_response"):
-        pytest.skip("the OMS twin (dialsflow_emulator.oms.query_response) is not there yet")
     r = _call(dials, path, name, world_values)
     assert r.status_code == 200, (r.status_code, r.text[:300])
     body = r.json()
@@ -163,9 +160,6 @@ def test_junk_gets_an_answer(dials: DialsHttp, path: str, segments: list[str],
     url = dials.url + re.sub(r"\{\w+\}", lambda m: next(values), path)
     headers = {} if workspace is None else {"Workspace": workspace}
     r = dials.get(url, params, headers, allow_redirects=False)
-    if r.status_code >= 500 and path.endswith("/oms-proxy/"):
-        assert r.status_code == 501 and not hasattr(oms, "query_response"), r.text[:300]
-        return
     if r.status_code >= 500:  # only for an invalid regex, as Django's HTML page
         assert r.status_code == 500 and _invalid_regex_sent(params), (r.url, r.text[:300])
         assert "Server Error (500)" in r.text
