@@ -1,12 +1,25 @@
-"""`dialsflow` command line. Subcommands: connections (more arrive with the ingestion core)."""
+"""`dialsflow` command line: fetch, check-lumis, connections.
+
+Exit codes: 0 success; 1 some runs failed (fetch) or lumisections are missing (check-lumis);
+2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from . import __version__
-from .connections import CONN_IDS, ConnectionConfigError, from_env
+from .connections import (
+    CONN_IDS,
+    ConnectionConfigError,
+    DialsSettings,
+    from_env,
+)
+from .errors import DialsflowError
+from .inputs import load_patterns, parse_runs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -14,6 +27,31 @@ def _parser() -> argparse.ArgumentParser:
                                 description="DIALS monitoring elements to parquet.")
     p.add_argument("--version", action="version", version=f"dialsflow {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fetch", help="fetch datasets × MEs × runs from DIALS into parquet")
+    f.add_argument("-d", "--datasets", required=True,
+                   help="JSON list of dataset names or regexes")
+    f.add_argument("-m", "--menames", required=True, help="JSON list of ME names or regexes")
+    f.add_argument("-t", "--metype", default="auto", choices=["auto", "h1d", "h2d"],
+                   help="ME dimension; auto asks DIALS (mixed lists work)")
+    f.add_argument("-w", "--workspace", default=None,
+                   help="DIALS workspace (default: the connection's, else tracker)")
+    f.add_argument("-o", "--outputdir", required=True, type=Path, help="output directory")
+    f.add_argument("--runs", default=None,
+                   help="FIRST-LAST or a comma list (default: every run DIALS has)")
+    f.add_argument("--resubmit", action="store_true",
+                   help="skip runs the manifest records as complete")
+    f.add_argument("--test", action="store_true",
+                   help="first page per run only (marked incomplete in the manifest)")
+    f.add_argument("--concurrency", type=int, default=4, help="runs fetched at once (1-32)")
+
+    try:  # check-lumis lives in its own module
+        from . import lumis
+    except ImportError:  # pragma: no cover - during development only
+        lumis = None
+    if lumis is not None:
+        lumis.add_parser(sub)
+
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
     return p
@@ -37,10 +75,46 @@ def _connections() -> int:
     return status
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from .fetch import fetch, with_workspace
+
+    if not 1 <= args.concurrency <= 32:
+        raise DialsflowError("--concurrency must be between 1 and 32")
+    datasets = load_patterns(args.datasets, "datasets")
+    mes = load_patterns(args.menames, "MEs")
+    runs = parse_runs(args.runs)
+    settings = with_workspace(DialsSettings.from_connection(from_env("dials_default")),
+                              args.workspace)
+    report = fetch(settings, datasets, mes, args.outputdir, me_type=args.metype, runs=runs,
+                   resubmit=args.resubmit, test=args.test, concurrency=args.concurrency)
+    print(f"dialsflow: {len(report.written)} runs written, {len(report.skipped)} skipped as "
+          f"complete, {len(report.failed)} failed; output in {args.outputdir}")
+    for r in report.failed:
+        print(f"dialsflow: failed: {r.error}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "connections":
-        return _connections()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stdout)
+    logging.getLogger("cmsdials").setLevel(logging.WARNING)
+    try:
+        if args.command == "connections":
+            return _connections()
+        if args.command == "fetch":
+            return _fetch(args)
+        if args.command == "check-lumis":
+            from . import lumis
+
+            return lumis.run(args)
+    except (DialsflowError, ConnectionConfigError) as exc:
+        print(f"dialsflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dialsflow: interrupted; completed runs are kept, rerun with --resubmit",
+              file=sys.stderr)
+        return 130
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -1,0 +1,71 @@
+"""DIALS th1/th2 rows (parsed JSON) straight into Arrow record batches.
+
+The schema is the seed scripts' DataFrame (cmsdials' model field order and types):
+dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin,
+[y_min, y_max, y_bin,] entries, data. 1D `data` is list<double> (x_bin values); 2D `data` is
+list<list<double>>, y_bin rows of x_bin values (DIALS' data[iy][ix]), so
+`np.stack([np.stack(d) for d in df.data])` has shape (n, y_bin, x_bin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+INT_COLUMNS = ("dataset_id", "file_id", "run_number", "ls_number", "me_id")
+AXIS_1D = ("x_min", "x_max", "x_bin")
+AXIS_2D = ("x_min", "x_max", "x_bin", "y_min", "y_max", "y_bin")
+#: What DIALS must send (`fields`): dataset and ME names are known, no need to ship them.
+FIELDS = {1: (*INT_COLUMNS, *AXIS_1D, "entries", "data"),
+          2: (*INT_COLUMNS, *AXIS_2D, "entries", "data")}
+
+
+def schema(dim: int) -> pa.Schema:
+    data_type = pa.list_(pa.float64()) if dim == 1 else pa.list_(pa.list_(pa.float64()))
+    axes = AXIS_1D if dim == 1 else AXIS_2D
+    return pa.schema(
+        [pa.field("dataset", pa.string()), pa.field("me", pa.string())]
+        + [pa.field(c, pa.int64()) for c in INT_COLUMNS]
+        + [pa.field(c, pa.float64()) for c in axes]
+        + [pa.field("entries", pa.int64()), pa.field("data", data_type)]
+    )
+
+
+def _data_1d(rows: list[dict[str, Any]]) -> pa.Array:
+    lengths = [len(r["data"]) for r in rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.fromiter((v for r in rows for v in r["data"]), dtype=np.float64,
+                         count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def _data_2d(rows: list[dict[str, Any]]) -> pa.Array:
+    try:  # the usual case: every row has the same y_bin × x_bin grid, converted in C
+        grid = np.asarray([r["data"] for r in rows], dtype=np.float64)
+    except ValueError:
+        grid = None
+    if grid is None or grid.ndim != 3:
+        return pa.array([r["data"] for r in rows], type=pa.list_(pa.list_(pa.float64())))
+    n, ny, nx = grid.shape
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, n * ny * nx + 1, nx, dtype=np.int32)),
+                                     pa.array(grid.reshape(-1)))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, n * ny + 1, ny, dtype=np.int32)),
+                                    inner)
+
+
+def to_batch(rows: list[dict[str, Any]], dim: int, dataset: str, me: str) -> pa.RecordBatch:
+    """One page of rows as a record batch of `schema(dim)`."""
+    n = len(rows)
+    axes = AXIS_1D if dim == 1 else AXIS_2D
+    columns: list[pa.Array] = [
+        pa.array([dataset] * n, type=pa.string()),
+        pa.array([me] * n, type=pa.string()),
+    ]
+    columns += [pa.array([r[c] for r in rows], type=pa.int64()) for c in INT_COLUMNS]
+    columns += [pa.array([r[c] for r in rows], type=pa.float64()) for c in axes]
+    columns.append(pa.array([r["entries"] for r in rows], type=pa.int64()))
+    columns.append(_data_1d(rows) if dim == 1 else _data_2d(rows))
+    return pa.RecordBatch.from_arrays(columns, schema=schema(dim))

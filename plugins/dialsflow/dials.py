@@ -1,0 +1,206 @@
+"""DIALS client: owns the connection, authentication, keep-alive session and retries.
+
+Authentication is cmsdials' own (client credentials or cached device-flow credentials with
+an AuthClient pointed at the connection's Keycloak), so tokens are issued and renewed exactly
+as the official client does. Requests go through one pooled `requests.Session`, not
+cmsdials' per-call sessions, and pages come back as raw bytes: parsing is the caller's
+business (orjson, straight into Arrow).
+
+Transient failures (connection errors, resets, bodies cut short, 429, 502/503/504) are
+retried with exponential backoff and full jitter, honouring Retry-After; a 403 saying the
+token expired renews it. The retry loop is ours, not urllib3's: failures while reading the
+body and token renewal must share one budget, and urllib3 1.26 has no jitter.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from .connections import DialsSettings
+from .errors import ServiceError
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8  # tries per request, first one included
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Full jitter on an exponential ceiling; Retry-After is a floor when given."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (failures - 1))
+        wait = random.uniform(0, ceiling)
+        return max(wait, retry_after) if retry_after is not None else wait
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection broken while reading the body (truncated response)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "reset" in text.lower():
+        return "connection reset by peer"
+    return f"connection error ({type(exc).__name__})"
+
+
+def _short(body: bytes) -> str:
+    text = body[:300].decode("utf-8", "replace").strip()
+    if text.startswith("<"):
+        return "HTML error page"
+    return " ".join(text.split())
+
+
+class DialsClient:
+    """`DialsClient(settings).get("th2/", params)`; thread-safe, one pool per process."""
+
+    def __init__(self, settings: DialsSettings, *, policy: RetryPolicy | None = None,
+                 pool_size: int = 16, timeout: float = 60.0) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy()
+        self.timeout = timeout
+        self.api_url = settings.base_url + "api/v1/"
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.verify = settings.verify
+        self._refresh_lock = threading.Lock()
+        self.creds = self._credentials()
+
+    # ---- authentication ----------------------------------------------------------------
+
+    def _credentials(self):
+        from cmsdials.auth.client import AuthClient
+
+        s = self.settings
+        auth = AuthClient(keycloak_url=s.keycloak_url, realm=s.realm, audience=s.audience)
+        try:
+            if s.auth == "client_credentials":
+                from cmsdials.auth.client_credentials import Credentials
+
+                return Credentials(s.client_id or "", s.client_secret or "", client=auth)
+            from cmsdials.auth.device import Credentials as DeviceCredentials
+
+            return DeviceCredentials.from_creds_file(cache_dir=s.cache_dir, client=auth)
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise ServiceError(
+                f"Keycloak at {s.keycloak_url} refused the credentials of client "
+                f"{s.client_id!r} (HTTP {status}): check login/password of dials_default"
+            ) from None
+        except requests.ConnectionError as exc:
+            raise ServiceError(f"cannot reach Keycloak at {s.keycloak_url}: "
+                               f"{_describe(exc)}") from None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.settings.workspace:
+            headers["Workspace"] = self.settings.workspace
+        self.creds.before_request(headers)
+        return headers
+
+    def _renew_token(self, used: str | None) -> None:
+        with self._refresh_lock:
+            if getattr(self.creds, "token", None) == used:  # not yet renewed by another thread
+                self.creds.refresh()
+
+    # ---- requests ----------------------------------------------------------------------
+
+    def get(self, endpoint: str, params: dict[str, Any] | None = None, *,
+            what: str = "") -> bytes:
+        """GET api/v1/<endpoint> and return the body of a 200; retry what is transient."""
+        url = self.api_url + endpoint
+        cause = ""
+        retry_after: float | None = None
+        for failures in range(self.policy.attempts):
+            if failures:
+                time.sleep(self.policy.delay(failures, retry_after))
+            retry_after: float | None = None
+            headers = self._headers()
+            try:
+                r = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+                body = r.content
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                cause = _describe(exc)
+                continue
+            if r.status_code == 200:
+                return body
+            if r.status_code == 403 and b"access_token_expired" in body:
+                cause = "access token expired"
+                self._renew_token(headers.get("Authorization", " ").split(" ", 1)[1])
+                continue
+            if r.status_code in RETRYABLE_STATUS:
+                cause = f"HTTP {r.status_code}"
+                retry_after = _retry_after(r)
+                continue
+            raise ServiceError(f"{what or url}: DIALS answered HTTP {r.status_code}: "
+                               f"{_short(body)}")
+        raise ServiceError(f"{what or url}: gave up after {self.policy.attempts} attempts, "
+                           f"last cause: {cause}")
+
+    def get_json(self, endpoint: str, params: dict[str, Any] | None = None, *,
+                 what: str = "") -> Any:
+        return orjson.loads(self.get(endpoint, params, what=what))
+
+    def pages(self, endpoint: str, params: dict[str, Any], *, what: str = "",
+              page_size: int = MAX_PAGE_SIZE,
+              target_bytes: int | None = None) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """Yield (`results`, JSON bytes) of each page, following cursors; a failed page is
+        retried from its own cursor. With `target_bytes`, the page size adapts so a page
+        stays near that many bytes."""
+        query = dict(params)
+        size = page_size
+        while True:
+            query["page_size"] = size
+            body = self.get(endpoint, query, what=what)
+            try:
+                page = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise ServiceError(f"{what}: DIALS sent a page that is not JSON") from None
+            results = page["results"]
+            yield results, len(body)
+            token = _next_token(page.get("next"))
+            if token is None:
+                return
+            query["next_token"] = token
+            if target_bytes and results:
+                per_row = len(body) / len(results)
+                size = max(1, min(MAX_PAGE_SIZE, int(target_bytes / per_row)))
+
+    def list_all(self, endpoint: str, params: dict[str, Any], *, what: str = "") -> list[dict]:
+        return [row for page, _ in self.pages(endpoint, params, what=what) for row in page]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _next_token(next_url: str | None) -> str | None:
+    if not next_url:
+        return None
+    token = parse_qs(urlsplit(next_url).query).get("next_token")
+    return token[0] if token else None

@@ -1,0 +1,185 @@
+"""Ingest units: stream each run's pages into one parquet file, then record it in the manifest.
+
+Per run: pages are parsed with orjson, turned into Arrow batches and written as row groups of
+a temporary file beside the target; the file is fsynced and renamed, and only then does the
+manifest get its entry. Memory holds about one page per worker, whatever the number of runs
+or lumisections. Runs of all units share one bounded thread pool (DIALS is shared by all of
+CMS: bound it further with Airflow pools).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import atomic
+from .arrow_rows import FIELDS, schema, to_batch
+from .dials import DialsClient
+from .errors import DialsflowError
+from .layout import UnitKey, run_file, unit_dir
+from .manifest import Manifest, RunEntry, file_sha256
+from .plan import Unit
+
+log = logging.getLogger("dialsflow")
+
+TARGET_PAGE_BYTES = 8 * 2**20  # keeps a page of 360×170 maps near 25 rows
+COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    key: UnitKey
+    run: int
+    rows: int = 0
+    json_bytes: int = 0
+    file_bytes: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    error: str | None = None
+
+
+@dataclass
+class FetchReport:
+    results: list[RunResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.error]
+
+    @property
+    def written(self) -> list[RunResult]:
+        return [r for r in self.results if not r.error and not r.skipped]
+
+    @property
+    def skipped(self) -> list[RunResult]:
+        return [r for r in self.results if r.skipped]
+
+
+def _ls_ranges(ls: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for n in sorted(set(ls)):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out
+
+
+def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest: Manifest,
+               *, test: bool = False) -> RunResult:
+    """Fetch one run of one unit into run_<run>.parquet; raises DialsflowError on failure."""
+    key = unit.key
+    what = f"{key.dataset} × {key.me} run {run}"
+    t0 = time.perf_counter()
+    target = run_file(outdir, key, run)
+    params = {"dataset_id": unit.dataset_id, "me_id": unit.me_id, "run_number": run,
+              "fields": ",".join(FIELDS[unit.dim])}
+    manifest.forget(key, run)  # the old entry must not vouch for a file being replaced
+    rows = json_bytes = 0
+    ls: list[int] = []
+    with atomic.publishing(target) as tmp:
+        with pq.ParquetWriter(tmp, schema(unit.dim), compression=COMPRESSION) as writer:
+            for page, nbytes in client.pages(unit.endpoint, params, what=what,
+                                             target_bytes=TARGET_PAGE_BYTES):
+                json_bytes += nbytes
+                if page:
+                    batch = to_batch(page, unit.dim, key.dataset, key.me)
+                    writer.write_table(pa.Table.from_batches([batch]))
+                    rows += len(page)
+                    ls.extend(r["ls_number"] for r in page)
+                if test:  # --test: the first page is enough to see it works
+                    break
+    size = target.stat().st_size
+    manifest.record(RunEntry(
+        workspace=key.workspace, dataset=key.dataset, dataset_id=unit.dataset_id, me=key.me,
+        me_id=unit.me_id, dim=unit.dim, run=run, rows=rows, ls_ranges=_ls_ranges(ls),
+        bytes=size, sha256=file_sha256(target),
+        ingested_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), complete=not test,
+        source={"url": client.api_url + unit.endpoint,
+                "workspace": client.settings.workspace, "filters": params},
+    ))
+    return RunResult(key, run, rows, json_bytes, size, time.perf_counter() - t0)
+
+
+class Progress:
+    """One line per run and a summary per unit: plain lines, fine for Airflow task logs."""
+
+    def __init__(self, total_runs: int, runs_per_unit: dict[UnitKey, int]) -> None:
+        self.total = total_runs
+        self.left = dict(runs_per_unit)
+        self.unit_results: dict[UnitKey, list[RunResult]] = {k: [] for k in runs_per_unit}
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, result: RunResult) -> None:
+        with self.lock:
+            self.done += 1
+            elapsed = time.perf_counter() - self.t0
+            eta = elapsed / self.done * (self.total - self.done)
+            position = f"[{self.done}/{self.total} runs, ETA {eta:.0f} s]"
+            r = result
+            if r.error:
+                log.error("%s run %d FAILED: %s %s", r.key, r.run, r.error, position)
+            elif r.skipped:
+                log.info("%s run %d: complete in manifest, skipped %s", r.key, r.run, position)
+            else:
+                mb = r.json_bytes / 1e6
+                log.info("%s run %d: %d rows, %.2f MB JSON -> %.2f MB parquet, %.1f MB/s %s",
+                         r.key, r.run, r.rows, mb, r.file_bytes / 1e6,
+                         mb / r.seconds if r.seconds else 0.0, position)
+            self.unit_results[r.key].append(r)
+            self.left[r.key] -= 1
+            if self.left[r.key] == 0:
+                self._summary(r.key)
+
+    def _summary(self, key: UnitKey) -> None:
+        res = self.unit_results[key]
+        written = [r for r in res if not r.error and not r.skipped]
+        mb = sum(r.json_bytes for r in written) / 1e6
+        log.info("unit %s: %d runs written (%d rows, %.1f MB JSON), %d skipped, %d failed",
+                 key, len(written), sum(r.rows for r in written), mb,
+                 sum(r.skipped for r in res), sum(bool(r.error) for r in res))
+
+
+def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
+                 resubmit: bool = False, test: bool = False, concurrency: int = 4,
+                 on_result: Callable[[RunResult], None] | None = None) -> FetchReport:
+    """Fetch every run of every unit; failures are reported per run, not raised."""
+    manifest = Manifest(outdir)
+    tasks: list[tuple[Unit, int]] = []
+    report = FetchReport()
+    for unit in units:
+        atomic.sweep_temporaries(unit_dir(outdir, unit.key))
+        tasks.extend((unit, run) for run in unit.runs)
+    progress = Progress(len(tasks), {u.key: len(u.runs) for u in units})
+    notify = on_result or progress
+
+    def one(unit: Unit, run: int) -> RunResult:
+        if resubmit and manifest.is_complete(unit.key, run):
+            return RunResult(unit.key, run, skipped=True)
+        try:
+            return ingest_run(client, unit, run, outdir, manifest, test=test)
+        except DialsflowError as exc:
+            return RunResult(unit.key, run, error=str(exc))
+        except OSError as exc:
+            return RunResult(unit.key, run, error=f"cannot write {run_file(outdir, unit.key, run)}"
+                                                  f": {exc.strerror or exc}")
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(one, unit, run) for unit, run in tasks]
+        for future in as_completed(futures):
+            result = future.result()
+            report.results.append(result)
+            notify(result)
+    report.results.sort(key=lambda r: (r.key, r.run))
+    return report

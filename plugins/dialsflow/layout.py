@@ -1,0 +1,82 @@
+"""Where output goes: OUTDIR/<workspace>/<dataset>/<ME>/run_<run>.parquet.
+
+Dataset and ME names contain `/`, `+`, spaces and brackets, so each becomes one path
+component by percent-encoding every byte outside [A-Za-z0-9_-]. The encoding is reversible
+(`decode_name`) and collision-free ('%' itself is encoded), and no component can be '.', '..',
+empty or contain '/' or NUL, so no name ever writes outside OUTDIR. Files whose name starts
+with '.' or '_' are ignored by pyarrow/pandas dataset readers: temporary files are '.…tmp'
+and the manifest lives in OUTDIR/_manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ENCODED = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+")
+MAX_COMPONENT = 240  # bytes; most filesystems allow 255
+RUN_FILE = re.compile(r"run_(\d+)\.parquet")
+
+
+class UnsafeNameError(ValueError):
+    """A name that cannot be stored (empty, or too long once encoded)."""
+
+
+def encode_name(name: str) -> str:
+    """One filesystem-safe path component for any non-empty name."""
+    if not name:
+        raise UnsafeNameError("empty name")
+    out = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name.encode("utf-8"))
+    if len(out) > MAX_COMPONENT:
+        raise UnsafeNameError(f"name too long to store ({len(out)} bytes encoded): {name[:60]}…")
+    return out
+
+
+def decode_name(component: str) -> str:
+    """Inverse of `encode_name`; refuses anything `encode_name` cannot produce."""
+    if not _ENCODED.fullmatch(component):
+        raise UnsafeNameError(f"not an encoded name: {component!r}")
+    out = bytearray()
+    i = 0
+    while i < len(component):
+        if component[i] == "%":
+            out.append(int(component[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(component[i]))
+            i += 1
+    return out.decode("utf-8")
+
+
+@dataclass(frozen=True, order=True)
+class UnitKey:
+    """One unit of work: a concrete dataset × ME in a workspace."""
+
+    workspace: str
+    dataset: str
+    me: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset} × {self.me}"
+
+
+def unit_dir(outdir: Path, key: UnitKey) -> Path:
+    return outdir / encode_name(key.workspace) / encode_name(key.dataset) / encode_name(key.me)
+
+
+def run_file(outdir: Path, key: UnitKey, run: int) -> Path:
+    return unit_dir(outdir, key) / f"run_{int(run)}.parquet"
+
+
+def units_on_disk(outdir: Path) -> list[UnitKey]:
+    """Every dataset × ME directory under OUTDIR that holds at least one run file."""
+    found = []
+    for ws in sorted(p for p in outdir.iterdir() if p.is_dir() and _ENCODED.fullmatch(p.name)):
+        for ds in sorted(p for p in ws.iterdir() if p.is_dir() and _ENCODED.fullmatch(p.name)):
+            for me in sorted(p for p in ds.iterdir() if p.is_dir() and _ENCODED.fullmatch(p.name)):
+                if any(RUN_FILE.fullmatch(f.name) for f in me.iterdir()):
+                    found.append(UnitKey(decode_name(ws.name), decode_name(ds.name),
+                                         decode_name(me.name)))
+    return found

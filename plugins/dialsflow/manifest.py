@@ -1,0 +1,101 @@
+"""The manifest: what has been written, per dataset × ME × run; the truth for "complete".
+
+One small JSON document per run under OUTDIR/_manifest/<workspace>/<dataset>/<ME>/, written
+atomically after its parquet file. Separate files need no lock, so concurrent writers
+(CLI processes, mapped Airflow tasks, hosts sharing EOS/S3-like storage) cannot corrupt each
+other; the last complete write of a run wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import atomic
+from .layout import RUN_FILE, UnitKey, encode_name, run_file
+
+MANIFEST_DIR = "_manifest"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    workspace: str
+    dataset: str
+    dataset_id: int
+    me: str
+    me_id: int
+    dim: int
+    run: int
+    rows: int
+    ls_ranges: list[list[int]]
+    bytes: int
+    sha256: str
+    ingested_at: str
+    complete: bool  # False for --test (truncated) output
+    source: dict[str, Any] = field(default_factory=dict)  # DIALS URL, workspace, filters
+
+    @property
+    def key(self) -> UnitKey:
+        return UnitKey(self.workspace, self.dataset, self.me)
+
+    @property
+    def ls_numbers(self) -> list[int]:
+        return [n for first, last in self.ls_ranges for n in range(first, last + 1)]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Manifest:
+    def __init__(self, outdir: Path) -> None:
+        self.outdir = outdir
+        self.root = outdir / MANIFEST_DIR
+
+    def _dir(self, key: UnitKey) -> Path:
+        return (self.root / encode_name(key.workspace) / encode_name(key.dataset)
+                / encode_name(key.me))
+
+    def _path(self, key: UnitKey, run: int) -> Path:
+        return self._dir(key) / f"run_{int(run)}.json"
+
+    def record(self, entry: RunEntry) -> None:
+        atomic.write_bytes(self._path(entry.key, entry.run),
+                           orjson.dumps(asdict(entry), option=orjson.OPT_INDENT_2))
+
+    def get(self, key: UnitKey, run: int) -> RunEntry | None:
+        try:
+            return RunEntry(**orjson.loads(self._path(key, run).read_bytes()))
+        except FileNotFoundError:
+            return None
+
+    def is_complete(self, key: UnitKey, run: int) -> bool:
+        """A complete entry whose parquet file is there with the recorded size."""
+        entry = self.get(key, run)
+        if entry is None or not entry.complete:
+            return False
+        try:
+            return run_file(self.outdir, key, run).stat().st_size == entry.bytes
+        except FileNotFoundError:
+            return False
+
+    def entries(self, key: UnitKey) -> Iterator[RunEntry]:
+        folder = self._dir(key)
+        if not folder.is_dir():
+            return
+        for p in sorted(folder.iterdir()):
+            if p.suffix == ".json" and RUN_FILE.fullmatch(p.stem + ".parquet"):
+                yield RunEntry(**orjson.loads(p.read_bytes()))
+
+    def forget(self, key: UnitKey, run: int) -> None:
+        """Drop a run's entry first (so it no longer counts), before its file is replaced."""
+        self._path(key, run).unlink(missing_ok=True)
