@@ -62,11 +62,12 @@ class UnitKey:
         return f"{self.dataset} × {self.me}"
 
 
-def unit_dir(outdir: Path, key: UnitKey) -> Path:
-    return outdir / encode_name(key.workspace) / encode_name(key.dataset) / encode_name(key.me)
+def unit_dir(outdir: str | Path, key: UnitKey) -> Path:
+    parts = (encode_name(key.workspace), encode_name(key.dataset), encode_name(key.me))
+    return Path(outdir).joinpath(*parts)
 
 
-def run_file(outdir: Path, key: UnitKey, run: int) -> Path:
+def run_file(outdir: str | Path, key: UnitKey, run: int) -> Path:
     return unit_dir(outdir, key) / f"run_{int(run)}.parquet"
 
 
