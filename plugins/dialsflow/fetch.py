@@ -12,7 +12,7 @@ from pathlib import Path
 from .connections import DialsSettings
 from .dials import DialsClient
 from .errors import InputError
-from .ingest import FetchReport, RunResult, ingest_units
+from .ingest import FetchReport, ingest_units
 from .plan import Unit, plan_units
 
 log = logging.getLogger("dialsflow")
@@ -57,5 +57,3 @@ def fetch(settings: DialsSettings, datasets: list[str], mes: list[str], outdir: 
         return ingest_units(client, units, outdir, resubmit=resubmit, test=test,
                             concurrency=concurrency, on_result=on_result)
 
-
-__all__ = ["FetchReport", "RunResult", "ensure_writable", "fetch", "plan", "with_workspace"]

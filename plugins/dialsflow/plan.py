@@ -7,6 +7,7 @@ is always one concrete dataset × ME; the dimension of each ME comes from DIALS 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from .dials import DialsClient
@@ -15,6 +16,7 @@ from .inputs import run_selected
 from .layout import UnitKey
 
 ME_TYPES = {"h1d": 1, "h2d": 2}
+log = logging.getLogger("dialsflow")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,11 @@ def dials_runs(client: DialsClient, dataset_id: int, dataset: str,
     if isinstance(selection, tuple):
         params |= {"run_number__gte": selection[0], "run_number__lte": selection[1]}
     rows = client.list_all("run/", params, what=f"runs of {dataset}")
-    return sorted(r["run_number"] for r in rows if run_selected(r["run_number"], selection))
+    runs = sorted(r["run_number"] for r in rows if run_selected(r["run_number"], selection))
+    if isinstance(selection, frozenset) and (absent := sorted(selection - set(runs))):
+        log.warning("%s: runs not in DIALS (yet), skipped: %s", dataset,
+                    ",".join(map(str, absent)))
+    return runs
 
 
 def plan_units(client: DialsClient, dataset_patterns: list[str], me_patterns: list[str],
