@@ -1,6 +1,6 @@
-"""`dialsflow` command line: fetch, check-lumis, connections.
+"""`dialsflow` command line: fetch, connections.
 
-Exit codes: 0 success; 1 some runs failed (fetch) or lumisections are missing (check-lumis);
+Exit codes: 0 success; 1 some runs failed;
 2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
 """
 
@@ -44,13 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--test", action="store_true",
                    help="first page per run only (marked incomplete in the manifest)")
     f.add_argument("--concurrency", type=int, default=4, help="runs fetched at once (1-32)")
-
-    try:  # check-lumis lives in its own module
-        from . import lumis
-    except ImportError:  # pragma: no cover - during development only
-        lumis = None
-    if lumis is not None:
-        lumis.add_parser(sub)
 
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
@@ -104,10 +97,6 @@ def main(argv: list[str] | None = None) -> int:
             return _connections()
         if args.command == "fetch":
             return _fetch(args)
-        if args.command == "check-lumis":
-            from . import lumis
-
-            return lumis.run(args)
     except (DialsflowError, ConnectionConfigError) as exc:
         print(f"dialsflow: error: {exc}", file=sys.stderr)
         return 2
