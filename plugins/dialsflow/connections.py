@@ -126,6 +126,26 @@ def from_env(conn_id: str, environ: Mapping[str, str] | None = None) -> ServiceC
     return parse_connection(conn_id, value) if value else None
 
 
+def from_airflow(conn_id: str) -> ServiceConnection:
+    """The connection from Airflow's store (UI, secrets backend or `AIRFLOW_CONN_*`).
+
+    Only callable where Airflow runs (tasks); the import stays inside so the CLI and DAG
+    parsing never pay for it.
+    """
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        raise ConnectionConfigError(
+            f"connection {conn_id!r} is not defined: add it in Admin → Connections or as "
+            f"AIRFLOW_CONN_{conn_id.upper()} (see README, Connections)") from None
+    data = {"host": conn.host, "port": conn.port, "schema": conn.schema, "login": conn.login,
+            "password": conn.password, "extra": conn.extra_dejson}
+    return _from_fields(conn_id, data)
+
+
 # ---- typed views: validated once, used by the clients --------------------------------------
 
 
