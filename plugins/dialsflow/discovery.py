@@ -1,0 +1,293 @@
+"""What is due: for one job and one time window, the dataset × ME units and their runs.
+
+A run is due for a concrete dataset × ME when, in this order:
+1. OMS says it ended in [window_start − lookback, window_end) and it passes the job's OMS
+   filters (an explicit run selection replaces the window, never the filters);
+2. the job's CAF JSON (latest of its class and kind) certifies it. The JSON is cumulative
+   and has no delta feed, so "newly certified" is found by step 4: certified runs that are
+   not complete yet;
+3. DIALS holds it for the dataset, completely ingested (see `_availability`); otherwise it
+   is *pending*: not a failure, a later night within the lookback picks it up. Only the
+   datasets of the run's acquisition era (OMS `era` = the era in the dataset name) count;
+4. the manifest does not record it as complete for that ME (unless `force`).
+
+Runs failing 1 or 2 are *skipped*, with the reason (ongoing, no stable beams, not in the
+Golden JSON, ...). The plan is plain JSON: each unit is the kwargs of one mapped Airflow
+task and converts to `dialsflow.plan.Unit` with `unit_from_dict`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .caf import CafClient, Certification
+from .dials import DialsClient
+from .errors import InputError
+from .jobs import Job
+from .layout import UnitKey
+from .manifest import Manifest
+from .oms import OmsRun, OmsRuns, oms_time, split_by_filters, utc
+from .plan import Unit, expand_datasets, expand_mes
+
+RunSelection = tuple[int, int] | frozenset[int]
+
+#: DIALS file-index statuses (dials_api.md §2.2): still moving, and failed for good.
+IN_FLIGHT = ("PENDING", "STARTED")
+FAILED = ("FILE_NOT_AVAILABLE", "COPY_ERROR", "ROOTFILE_ERROR", "PARSING_ERROR")
+#: CMS LFNs end in .../<run // 10^6 as 3 digits>/<3>/<3>/<5-digit block>/<file>.root
+_LFN_RUN = re.compile(r"/(\d{3})/(\d{3})/(\d{3})/\d{5}/[^/]+$")
+
+
+# ---- the plan --------------------------------------------------------------------------
+
+
+def unit_to_dict(unit: Unit) -> dict[str, Any]:
+    """A plan Unit as small JSON (mapped-task kwargs)."""
+    return {"workspace": unit.key.workspace, "dataset": unit.key.dataset,
+            "dataset_id": unit.dataset_id, "me": unit.key.me, "me_id": unit.me_id,
+            "dim": unit.dim, "runs": list(unit.runs)}
+
+
+def unit_from_dict(data: dict[str, Any]) -> Unit:
+    """Inverse of `unit_to_dict`."""
+    return Unit(UnitKey(data["workspace"], data["dataset"], data["me"]),
+                int(data["dataset_id"]), int(data["me_id"]), int(data["dim"]),
+                tuple(int(r) for r in data["runs"]))
+
+
+@dataclass
+class DuePlan:
+    """The result of `discover`; `to_dict()` is JSON-serialisable (XCom-safe)."""
+
+    job: str
+    workspace: str
+    window_start: str | None  # ISO UTC, lookback included; None for an explicit selection
+    window_end: str | None
+    selection: str | None  # the explicit runs, as text
+    force: bool
+    certification: dict[str, str]  # name, url, last_modified
+    units: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # {dataset, run, reason}
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {dataset|None, run, reason}
+    already_complete: int = 0  # (run, ME) pairs the manifest has complete
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DuePlan:
+        return cls(**data)
+
+    def plan_units(self) -> list[Unit]:
+        return [unit_from_dict(u) for u in self.units]
+
+    @property
+    def due_runs(self) -> dict[str, list[int]]:
+        """Dataset → runs due for at least one ME."""
+        out: dict[str, set[int]] = {}
+        for u in self.units:
+            out.setdefault(u["dataset"], set()).update(u["runs"])
+        return {ds: sorted(runs) for ds, runs in out.items()}
+
+    def summary(self) -> str:
+        """A few plain lines for the task log."""
+        scope = (f"runs {self.selection}" if self.selection else
+                 f"runs ended in [{self.window_start}, {self.window_end})")
+        pairs = sum(len(u["runs"]) for u in self.units)
+        lines = [f"job {self.job} ({self.workspace}): {scope}; certification "
+                 f"{self.certification.get('name')} ({self.certification.get('last_modified')})"
+                 f"{'; force' if self.force else ''}",
+                 f"due: {len(self.units)} unit(s), {pairs} run × ME; already complete: "
+                 f"{self.already_complete}; pending: {len(self.pending)}; skipped: "
+                 f"{len(self.skipped)}"]
+        for ds, runs in self.due_runs.items():
+            lines.append(f"  due {ds}: {_runs_text(runs)}")
+        for p in self.pending:
+            lines.append(f"  pending {p['dataset']} run {p['run']}: {p['reason']}")
+        for s in self.skipped:
+            where = f"{s['dataset']} " if s.get("dataset") else ""
+            lines.append(f"  skipped {where}run {s['run']}: {s['reason']}")
+        return "\n".join(lines)
+
+
+def _runs_text(runs: list[int]) -> str:
+    return ",".join(map(str, runs)) if len(runs) <= 12 else \
+        f"{len(runs)} runs {runs[0]}..{runs[-1]}"
+
+
+def selection_text(runs: RunSelection) -> str:
+    if isinstance(runs, tuple):
+        return f"{runs[0]}-{runs[1]}"
+    return ",".join(map(str, sorted(runs)))
+
+
+# ---- discovery -------------------------------------------------------------------------
+
+
+def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: DialsClient,
+             oms: OmsRuns, caf: CafClient | Certification, manifest: Manifest,
+             runs: RunSelection | None = None, force: bool = False) -> DuePlan:
+    """The due plan of `job` for the data interval [window_start, window_end).
+
+    `dials` must talk to the job's workspace; `caf` is a client for the job's class/kind
+    (see `Job.caf_settings`) or an already downloaded Certification; `runs` (from
+    `dialsflow.inputs.parse_runs`) replaces the time window; `force` ignores the manifest.
+    Nothing is logged here: the caller logs `plan.summary()` once.
+    """
+    workspace = dials.settings.workspace or "tracker"  # DIALS' default (dials_api.md §1)
+    if workspace != job.workspace:
+        raise InputError(f"job {job.name!r} is for workspace {job.workspace!r} but the DIALS "
+                         f"client talks to {workspace!r}")
+    cert = caf if isinstance(caf, Certification) else caf.certification()
+    plan = DuePlan(job.name, job.workspace, None, None, None, force,
+                   {"name": cert.name, "url": cert.url, "last_modified": cert.last_modified})
+
+    # 1. OMS: ended runs of the window (or the explicit selection) that pass the filters.
+    if runs is None:
+        start = utc(window_start) - timedelta(days=job.lookback_days)
+        plan.window_start, plan.window_end = oms_time(start), oms_time(window_end)
+        ended = oms.runs_ended_between(start, window_end)
+    else:
+        plan.selection = selection_text(runs)
+        ended = _selected(oms, runs, plan)
+    passing, rejected = split_by_filters(ended, job.oms)
+    for run, reason in rejected:
+        plan.skipped.append({"dataset": None, "run": run.run_number, "reason": reason})
+
+    # 2. Certification.
+    certified: dict[int, str | None] = {}  # run -> OMS era
+    for run in passing:
+        if cert.certified(run.run_number):
+            certified[run.run_number] = run.era
+        else:
+            plan.skipped.append({"dataset": None, "run": run.run_number,
+                                 "reason": _uncertified(cert, run.run_number)})
+    if not certified:
+        return plan
+
+    # 3. DIALS, per concrete dataset; 4. the manifest, per ME.
+    datasets = expand_datasets(dials, list(job.dataset_patterns))
+    mes = expand_mes(dials, list(job.me_patterns), job.me_type)
+    for dataset, dataset_id in datasets.items():
+        era = dataset_era(dataset)
+        # A run belongs to the datasets of its acquisition era only: a pattern over several
+        # eras must not report every run as pending in the other eras' datasets.
+        mine = [r for r, run_era in certified.items() if not (era and run_era) or run_era == era]
+        if not mine:
+            continue
+        available, waiting = _availability(dials, dataset_id, dataset, mine,
+                                           job.completeness_tolerance)
+        plan.pending += [{"dataset": dataset, "run": r, "reason": why} for r, why in waiting]
+        if not available:
+            continue
+        for me, (me_id, dim) in mes.items():
+            key = UnitKey(job.workspace, dataset, me)
+            due = []
+            for run in available:
+                if not force and manifest.is_complete(key, run):
+                    plan.already_complete += 1
+                else:
+                    due.append(run)
+            if due:
+                plan.units.append(unit_to_dict(Unit(key, dataset_id, me_id, dim, tuple(due))))
+    return plan
+
+
+def dataset_era(dataset: str) -> str | None:
+    """'/ZeroBias/Run2024C-PromptReco-v1/DQMIO' → 'Run2024C' (the DBS acquisition era)."""
+    parts = dataset.split("/")
+    if len(parts) != 4 or not parts[2]:
+        return None
+    return parts[2].split("-", 1)[0] or None
+
+
+def _selected(oms: OmsRuns, runs: RunSelection, plan: DuePlan) -> list[OmsRun]:
+    """The OMS records of explicitly selected runs; unknown and ongoing ones are skipped."""
+    wanted = runs if isinstance(runs, frozenset) else None
+    first, last = (runs if isinstance(runs, tuple) else (min(runs), max(runs)))
+    found = [r for r in oms.runs_numbered(first, last)
+             if wanted is None or r.run_number in wanted]
+    for n in sorted((wanted or frozenset()) - {r.run_number for r in found}):
+        plan.skipped.append({"dataset": None, "run": n, "reason": "unknown to OMS"})
+    for r in found:
+        if not r.ended:
+            plan.skipped.append({"dataset": None, "run": r.run_number,
+                                 "reason": "still ongoing (OMS end_time null)"})
+    return [r for r in found if r.ended]
+
+
+def _uncertified(cert: Certification, run: int) -> str:
+    last = cert.last_run
+    if last is None or run > last:
+        return f"not certified yet ({cert.name} goes up to run {last})"
+    return f"not certified in {cert.name}"
+
+
+def _availability(dials: DialsClient, dataset_id: int, dataset: str, runs: Iterable[int],
+                  tolerance: float) -> tuple[list[int], list[tuple[int, str]]]:
+    """(runs ready in DIALS, [(run, why it is pending)]).
+
+    "Complete LS ingestion" from what DIALS exposes (dials_api.md §2.2, §2.3):
+    - `run/` lists the run for the dataset (DIALS holds per-LS data of it);
+    - no file of the run is PENDING or STARTED in `file-index/` (DIALS is not still
+      ingesting part of it; the run number is read from the CMS LFN);
+    - `run.ls_completeness` (share of the run's DBS lumisections DIALS holds) is at least
+      1 − completeness_tolerance. Single LS without per-LS data are normal, hence the
+      tolerance; a file that failed for good (e.g. COPY_ERROR) leaves a hole that keeps
+      the run pending until DIALS re-ingests it or the lookback moves past it. A null
+      ls_completeness (not published, §8.2) is accepted on the file-index evidence alone.
+    """
+    wanted = sorted(set(runs))
+    rows = dials.list_all("run/", {"dataset_id": dataset_id, "run_number__gte": wanted[0],
+                                   "run_number__lte": wanted[-1],
+                                   "fields": "run_number,ls_count,ls_completeness"},
+                          what=f"runs of {dataset}")
+    in_dials = {int(r["run_number"]): r for r in rows}
+    files = _file_states(dials, dataset_id, dataset, set(wanted))
+    ready, pending = [], []
+    for run in wanted:
+        states = files.get(run, {})
+        moving = sum(n for s, n in states.items() if s in IN_FLIGHT)
+        failed = {s: n for s, n in states.items() if s in FAILED}
+        row = in_dials.get(run)
+        if row is None:
+            pending.append((run, f"not in DIALS yet ({moving} file(s) being ingested)" if moving
+                            else "not in DIALS yet (no DQMIO file ingested: waiting for "
+                                 "reconstruction, DBS or the DIALS indexer)"))
+            continue
+        if moving:
+            pending.append((run, f"DIALS ingestion in progress: {moving} file(s) "
+                                 f"{'/'.join(s for s in IN_FLIGHT if s in states)}"))
+            continue
+        share = row.get("ls_completeness")
+        if share is not None and share < 1 - tolerance - 1e-9:
+            cause = "; ".join(f"{n} file(s) {s} in DIALS (needs re-ingestion)"
+                              for s, n in failed.items()) or "lumisections missing"
+            pending.append((run, f"DIALS holds {share:.0%} of the lumisections (tolerance "
+                                 f"{tolerance:g}): {cause}"))
+            continue
+        ready.append(run)
+    return ready, pending
+
+
+def _file_states(dials: DialsClient, dataset_id: int, dataset: str,
+                 runs: set[int]) -> dict[int, dict[str, int]]:
+    """Run → {status: files} for the not-FINISHED files of the dataset (small lists)."""
+    out: dict[int, dict[str, int]] = {}
+    for status in (*IN_FLIGHT, *FAILED):
+        rows = dials.list_all("file-index/", {"dataset_id": dataset_id, "status": status,
+                                              "fields": "logical_file_name,status"},
+                              what=f"{status} files of {dataset}")
+        for row in rows:
+            m = _LFN_RUN.search(row.get("logical_file_name") or "")
+            if m is None:
+                continue
+            run = int("".join(m.groups()))
+            if run in runs:
+                states = out.setdefault(run, {})
+                states[status] = states.get(status, 0) + 1
+    return out

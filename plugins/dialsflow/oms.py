@@ -1,0 +1,301 @@
+"""OMS runs for discovery: which runs ended in a time window, with the attributes filters use.
+
+Two ways in, chosen by `oms_default` extra.via:
+- `direct`: the unmodified `omsapi` 0.9.8.1 client against the connection's api_url, with a
+  client-credentials token from the connection's token_url/audience. omsapi reads its token
+  URL from the module global `omsapi.cern_api_url` at call time (oms_api.md §1, "Emulator
+  hook"), so it is set from the connection before authenticating.
+- `dials`: DIALS' `oms-proxy/` with our `DialsClient` (its auth, pool and retries). Only what
+  cmsdials' OMSProxyClient sends is sent: `endpoint`, `filter[...]` and `page[...]`.
+
+Either way the query is `runs` with `filter[end_time][GE]`/`[LT]` (oms_api.md §2, §3: UTC
+`YYYY-MM-DDTHH:MM:SSZ`), paged with `page[offset]`/`page[limit]` until `links.next` is null
+or a short page (§2, §4.1). The job's filters are applied here, client side, so every
+rejected run can be reported with its reason (see `OmsRun.rejection`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import requests
+
+from .connections import OmsSettings
+from .dials import DialsClient, RetryPolicy
+from .errors import ServiceError
+from .jobs import OmsFilters
+
+log = logging.getLogger("dialsflow")
+
+PAGE_LIMIT = 500  # rows per OMS page; OMS' hard limit is 100000 (oms_api.md §2)
+RUN_FIELDS = ("run_number", "fill_number", "start_time", "end_time", "stable_beam",
+              "recorded_lumi", "delivered_lumi", "components", "last_lumisection_number", "era")
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+#: recorded_lumi units seen per row in `meta.row` (oms_api.md §4.1, §6.1) → factor to pb^-1.
+LUMI_UNITS = {"pb^{-1}": 1.0, "nb^{-1}": 1e-3, "{\\mu}b^{-1}": 1e-6, "ub^{-1}": 1e-6,
+              "fb^{-1}": 1e3}
+
+_omsapi_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class OmsRun:
+    """A run as OMS `runs` describes it (oms_api.md §6.1)."""
+
+    run_number: int
+    fill_number: int | None
+    start_time: datetime | None
+    end_time: datetime | None  # None while the run is ongoing
+    stable_beam: bool | None
+    recorded_lumi: float | None  # pb^-1 (converted with the row's units when given)
+    delivered_lumi: float | None
+    components: tuple[str, ...]
+    last_lumisection_number: int | None
+    era: str | None = None  # acquisition era, e.g. "Run2024C" (§6.1)
+
+    @property
+    def ended(self) -> bool:
+        return self.end_time is not None
+
+    def rejection(self, filters: OmsFilters) -> str | None:
+        """Why the job's OMS filters reject this run, or None when it passes."""
+        # stable_beam → runs.stable_beam, Boolean "Stable beams during the run" (§6.1).
+        if filters.stable_beam and self.stable_beam is not True:
+            return "no stable beams (OMS stable_beam false)"
+        # min_recorded_lumi → runs.recorded_lumi, integrated lumi recorded by CMS, pb^-1
+        # (§6.1; null while ongoing, §3).
+        if filters.min_recorded_lumi > 0 and (self.recorded_lumi or 0.0) < \
+                filters.min_recorded_lumi:
+            return (f"recorded lumi {self.recorded_lumi or 0.0:.3g} pb^-1 below "
+                    f"{filters.min_recorded_lumi:g}")
+        # components → runs.components, List "Subsystems included in the run" (§6.1).
+        missing = [c for c in filters.components if c not in self.components]
+        if missing:
+            return f"components not in the run: {', '.join(missing)}"
+        return None
+
+    @classmethod
+    def from_resource(cls, item: dict[str, Any]) -> OmsRun:
+        a = item.get("attributes", {})
+        units = ((item.get("meta") or {}).get("row") or {})
+        return cls(
+            run_number=int(a["run_number"]),
+            fill_number=a.get("fill_number"),
+            start_time=_time(a.get("start_time")),
+            end_time=_time(a.get("end_time")),
+            stable_beam=a.get("stable_beam"),
+            recorded_lumi=_lumi(a.get("recorded_lumi"), units.get("recorded_lumi")),
+            delivered_lumi=_lumi(a.get("delivered_lumi"), units.get("delivered_lumi")),
+            components=tuple(a.get("components") or ()),
+            last_lumisection_number=a.get("last_lumisection_number"),
+            era=a.get("era") or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_number": self.run_number, "fill_number": self.fill_number,
+                "start_time": oms_time(self.start_time) if self.start_time else None,
+                "end_time": oms_time(self.end_time) if self.end_time else None,
+                "stable_beam": self.stable_beam, "recorded_lumi": self.recorded_lumi,
+                "delivered_lumi": self.delivered_lumi, "components": list(self.components),
+                "last_lumisection_number": self.last_lumisection_number, "era": self.era}
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace(" ", "T"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _lumi(value: float | None, units: dict | None) -> float | None:
+    if value is None:
+        return None
+    unit = (units or {}).get("units") or "pb^{-1}"
+    factor = LUMI_UNITS.get(unit)
+    if factor is None:
+        log.warning("OMS lumi unit %r unknown; taken as pb^-1", unit)
+        factor = 1.0
+    return float(value) * factor
+
+
+def utc(value: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken as UTC (as OMS does, oms_api.md §3)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def oms_time(value: datetime) -> str:
+    """OMS' own format (oms_api.md §3); no '+', which omsapi would not URL-encode."""
+    return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_by_filters(runs: Iterable[OmsRun],
+                     filters: OmsFilters) -> tuple[list[OmsRun], list[tuple[OmsRun, str]]]:
+    """(runs passing, [(run, reason)] rejected)."""
+    kept, rejected = [], []
+    for run in runs:
+        reason = run.rejection(filters)
+        if reason is None:
+            kept.append(run)
+        else:
+            rejected.append((run, reason))
+    return kept, rejected
+
+
+class OmsRuns:
+    """Run queries shared by both access paths; subclasses fetch one page."""
+
+    via = ""
+
+    def _page(self, filters: list[tuple[str, str, str]], offset: int,
+              limit: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def query_runs(self, filters: list[tuple[str, str, str]]) -> list[OmsRun]:
+        """Every run matching (attribute, operator, value) filters, ascending, deduplicated."""
+        found: dict[int, OmsRun] = {}
+        offset = 0
+        while True:
+            body = self._page(filters, offset, PAGE_LIMIT)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise ServiceError(f"OMS ({self.via}): runs answer without a 'data' list")
+            for item in data:
+                run = OmsRun.from_resource(item)
+                found[run.run_number] = run
+            links = body.get("links")
+            more = (links.get("next") is not None) if isinstance(links, dict) \
+                else len(data) == PAGE_LIMIT
+            if not data or not more:
+                break
+            offset += PAGE_LIMIT
+        return [found[n] for n in sorted(found)]
+
+    def runs_ended_between(self, start: datetime, end: datetime) -> list[OmsRun]:
+        """Runs that ended in [start, end); ongoing runs (end_time null) never match."""
+        lo, hi = utc(start), utc(end)
+        runs = self.query_runs([("end_time", "GE", oms_time(lo)),
+                                ("end_time", "LT", oms_time(hi))])
+        # OMS compares at its own resolution; keep exactly the half-open window.
+        return [r for r in runs if r.end_time is not None and lo <= r.end_time < hi]
+
+    def runs_numbered(self, first: int, last: int) -> list[OmsRun]:
+        """Runs first..last (inclusive), ongoing ones included (end_time None)."""
+        return self.query_runs([("run_number", "GE", str(first)),
+                                ("run_number", "LE", str(last))])
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+class DirectOms(OmsRuns):
+    """OMS through the unmodified omsapi client."""
+
+    via = "direct"
+
+    def __init__(self, settings: OmsSettings, *, policy: RetryPolicy | None = None) -> None:
+        import omsapi
+
+        self.settings = settings
+        self.policy = policy or RetryPolicy(attempts=6)
+        self.api = omsapi.OMSAPI(api_url=settings.api_url, verbose=False,
+                                 cert_verify=settings.verify, retry_on_err_sec=1,
+                                 retry_on_err_attempts=2)
+        with _omsapi_lock:
+            # omsapi reads the token URL from this module global whenever it (re)authenticates.
+            omsapi.cern_api_url = settings.token_url
+            try:
+                self.api.auth_oidc(settings.client_id, settings.client_secret,
+                                   audience=settings.audience)
+            except requests.ConnectionError:
+                raise ServiceError(f"cannot reach the OMS token endpoint "
+                                   f"{settings.token_url}") from None
+            except Exception as exc:  # omsapi raises a bare Exception
+                if "Unable to acquire OAuth token" not in str(exc):
+                    raise
+                raise ServiceError(
+                    f"{settings.token_url} refused the client credentials of "
+                    f"{settings.client_id!r} for audience {settings.audience!r}: check "
+                    "login/password of oms_default (and its oms-api-access membership)"
+                ) from None
+
+    def _page(self, filters: list[tuple[str, str, str]], offset: int,
+              limit: int) -> dict[str, Any]:
+        if offset % limit:
+            raise ValueError("omsapi pages are whole multiples of the page size")
+        cause = ""
+        for failures in range(self.policy.attempts):
+            if failures:
+                time.sleep(self.policy.delay(failures))
+            try:
+                q = self.api.query("runs")  # reads runs/meta: may fail like any request
+                q.attrs(list(RUN_FIELDS))
+                for attribute, op, value in filters:
+                    q.filter(attribute, value, op)
+                q.sort("run_number")
+                q.paginate(page=offset // limit + 1, per_page=limit)
+                response = q.data()
+                body = response.content
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                cause = type(exc).__name__
+                continue
+            if response.status_code in RETRYABLE_STATUS:
+                cause = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                raise ServiceError(f"OMS runs query answered HTTP {response.status_code}: "
+                                   f"{_short(body)}")
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError:
+                cause = "answer not JSON (cut short?)"
+                continue
+        raise ServiceError(f"OMS runs query gave up after {self.policy.attempts} attempts, "
+                           f"last cause: {cause}")
+
+
+class DialsOmsProxy(OmsRuns):
+    """OMS through DIALS' oms-proxy (no OMS credentials needed, DIALS' are used)."""
+
+    via = "dials"
+
+    def __init__(self, dials: DialsClient) -> None:
+        self.dials = dials
+
+    def _page(self, filters: list[tuple[str, str, str]], offset: int,
+              limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"endpoint": "runs"}
+        params |= {f"filter[{attribute}][{op}]": value for attribute, op, value in filters}
+        params |= {"page[offset]": offset, "page[limit]": limit}
+        body = self.dials.get_json("oms-proxy/", params, what="OMS runs via DIALS oms-proxy")
+        if not isinstance(body, dict):
+            raise ServiceError("DIALS oms-proxy answered something that is not an OMS page")
+        return body
+
+
+def oms_client(settings: OmsSettings, dials: DialsClient | None = None) -> OmsRuns:
+    """The access path `settings.via` asks for; `dials` is needed for via=dials."""
+    if settings.via == "dials":
+        if dials is None:
+            raise ServiceError("oms_default has via=dials but no DIALS client was given")
+        return DialsOmsProxy(dials)
+    return DirectOms(settings)
+
+
+def _short(body: bytes) -> str:
+    text = body[:300].decode("utf-8", "replace").strip()
+    if text.startswith("<"):
+        return "HTML error page"
+    try:
+        errors = orjson.loads(body).get("errors") or []
+        return "; ".join(str(e.get("detail")) for e in errors) or " ".join(text.split())
+    except (orjson.JSONDecodeError, AttributeError):
+        return " ".join(text.split())
