@@ -1,24 +1,28 @@
-"""`dialsflow` command line: fetch, connections.
+"""`dialsflow` command line: fetch, check-lumis, connections.
 
-Exit codes: 0 success; 1 some runs failed;
+Exit codes: 0 success; 1 some runs failed (fetch) or lumisections are missing (check-lumis);
 2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
+
+import orjson
 
 from . import __version__
 from .connections import (
     CONN_IDS,
     ConnectionConfigError,
+    DbsSettings,
     DialsSettings,
     from_env,
 )
-from .errors import DialsflowError
+from .errors import DialsflowError, InputError
 from .inputs import load_patterns, parse_runs
 
 
@@ -44,6 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--test", action="store_true",
                    help="first page per run only (marked incomplete in the manifest)")
     f.add_argument("--concurrency", type=int, default=4, help="runs fetched at once (1-32)")
+
+    c = sub.add_parser("check-lumis",
+                       help="compare the lumisections on disk with DBS (and DIALS)")
+    c.add_argument("-d", "--datasets", required=True,
+                   help="JSON list of dataset names or regexes (matched on disk)")
+    c.add_argument("-m", "--menames", default=None,
+                   help="JSON list of ME names or regexes (default: every ME on disk)")
+    c.add_argument("-o", "--outputdir", required=True, type=Path,
+                   help="the output directory of dialsflow fetch")
+    c.add_argument("--runs", default=None,
+                   help="FIRST-LAST or a comma list (default: every run DBS or disk has)")
+    c.add_argument("--with-dials", action="store_true",
+                   help="also ask DIALS, to tell our gaps from DIALS' gaps")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
@@ -87,6 +105,50 @@ def _fetch(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _check_lumis(args: argparse.Namespace) -> int:
+    from .completeness import check_units, select_units
+    from .dbs import DbsClient
+    from .dials import DialsClient
+    from .fetch import with_workspace
+    from .layout import units_on_disk
+
+    if args.json:  # stdout carries the report only
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(sys.stderr)
+        logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are expected, not news
+    datasets = load_patterns(args.datasets, "datasets")
+    mes = load_patterns(args.menames, "MEs") if args.menames else None
+    runs = parse_runs(args.runs)
+    if not args.outputdir.is_dir():
+        raise InputError(f"output directory {args.outputdir} does not exist: give the -o of "
+                         "dialsflow fetch")
+    units = select_units(units_on_disk(args.outputdir), datasets, mes)
+    dbs_conn = from_env("dbs_default")
+    if dbs_conn is None:
+        raise InputError("connection dbs_default is not set: set AIRFLOW_CONN_DBS_DEFAULT to "
+                         "the DBS reader (see README, Connections)")
+    with contextlib.ExitStack() as stack:
+        dbs = stack.enter_context(DbsClient(DbsSettings.from_connection(dbs_conn)))
+        dials: dict[str, DialsClient] | None = None
+        if args.with_dials:
+            settings = DialsSettings.from_connection(from_env("dials_default"))
+            dials = {}
+            for ws in sorted({k.workspace for k in units}):
+                dials[ws] = DialsClient(with_workspace(settings, ws))
+                stack.callback(dials[ws].close)
+        report = check_units(args.outputdir, dict.fromkeys(units, runs), dbs, dials)
+    if not report.checks:
+        raise InputError(f"nothing to check: no run{' of --runs ' + args.runs if runs else ''}"
+                         f" is in DBS or under {args.outputdir} for the chosen datasets")
+    if args.json:
+        print(orjson.dumps(report.to_json()).decode())
+    else:
+        print(report.render_table())
+    return 0 if report.complete else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
@@ -97,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             return _connections()
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "check-lumis":
+            return _check_lumis(args)
     except (DialsflowError, ConnectionConfigError) as exc:
         print(f"dialsflow: error: {exc}", file=sys.stderr)
         return 2
