@@ -35,9 +35,8 @@ from .plan import Unit, expand_datasets, expand_mes
 
 RunSelection = tuple[int, int] | frozenset[int]
 
-#: DIALS file-index statuses (dials_api.md §2.2): still moving, and failed for good.
+#: DIALS file-index statuses of files still being ingested (dials_api.md §2.2).
 IN_FLIGHT = ("PENDING", "STARTED")
-FAILED = ("FILE_NOT_AVAILABLE", "COPY_ERROR", "ROOTFILE_ERROR", "PARSING_ERROR")
 #: CMS LFNs end in .../<run // 10^6 as 3 digits>/<3>/<3>/<5-digit block>/<file>.root
 _LFN_RUN = re.compile(r"/(\d{3})/(\d{3})/(\d{3})/\d{5}/[^/]+$")
 
@@ -179,8 +178,7 @@ def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: D
         mine = [r for r, run_era in certified.items() if not (era and run_era) or run_era == era]
         if not mine:
             continue
-        available, waiting = _availability(dials, dataset_id, dataset, mine,
-                                           job.completeness_tolerance)
+        available, waiting = _availability(dials, dataset_id, dataset, mine)
         plan.pending += [{"dataset": dataset, "run": r, "reason": why} for r, why in waiting]
         if not available:
             continue
@@ -227,24 +225,22 @@ def _uncertified(cert: Certification, run: int) -> str:
     return f"not certified in {cert.name}"
 
 
-def _availability(dials: DialsClient, dataset_id: int, dataset: str, runs: Iterable[int],
-                  tolerance: float) -> tuple[list[int], list[tuple[int, str]]]:
+def _availability(dials: DialsClient, dataset_id: int, dataset: str,
+                  runs: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
     """(runs ready in DIALS, [(run, why it is pending)]).
 
-    "Complete LS ingestion" from what DIALS exposes (dials_api.md §2.2, §2.3):
-    - `run/` lists the run for the dataset (DIALS holds per-LS data of it);
-    - no file of the run is PENDING or STARTED in `file-index/` (DIALS is not still
-      ingesting part of it; the run number is read from the CMS LFN);
-    - `run.ls_completeness` (share of the run's DBS lumisections DIALS holds) is at least
-      1 − completeness_tolerance. Single LS without per-LS data are normal, hence the
-      tolerance; a file that failed for good (e.g. COPY_ERROR) leaves a hole that keeps
-      the run pending until DIALS re-ingests it or the lookback moves past it. A null
-      ls_completeness (not published, §8.2) is accepted on the file-index evidence alone.
+    "Complete LS ingestion" from what DIALS exposes (dials_api.md §2.2, §2.3): `run/` lists
+    the run for the dataset, and no file of the run is PENDING or STARTED in `file-index/`
+    (the run number is read from the CMS LFN): DIALS will not add more to it by itself.
+    A file that failed for good (e.g. COPY_ERROR) or single LS without per-LS data leave
+    holes DIALS will not fill: such a run is ingested with what DIALS has, and the hole is
+    the completeness task's business (an upstream gap, failing the DAG run only beyond the
+    job's tolerance), so it is reported every night instead of waiting silently.
     """
     wanted = sorted(set(runs))
     rows = dials.list_all("run/", {"dataset_id": dataset_id, "run_number__gte": wanted[0],
                                    "run_number__lte": wanted[-1],
-                                   "fields": "run_number,ls_count,ls_completeness"},
+                                   "fields": "run_number"},
                           what=f"runs of {dataset}")
     in_dials = {int(r["run_number"]): r for r in rows}
     files = _file_states(dials, dataset_id, dataset, set(wanted))
@@ -252,7 +248,6 @@ def _availability(dials: DialsClient, dataset_id: int, dataset: str, runs: Itera
     for run in wanted:
         states = files.get(run, {})
         moving = sum(n for s, n in states.items() if s in IN_FLIGHT)
-        failed = {s: n for s, n in states.items() if s in FAILED}
         row = in_dials.get(run)
         if row is None:
             pending.append((run, f"not in DIALS yet ({moving} file(s) being ingested)" if moving
@@ -263,22 +258,15 @@ def _availability(dials: DialsClient, dataset_id: int, dataset: str, runs: Itera
             pending.append((run, f"DIALS ingestion in progress: {moving} file(s) "
                                  f"{'/'.join(s for s in IN_FLIGHT if s in states)}"))
             continue
-        share = row.get("ls_completeness")
-        if share is not None and share < 1 - tolerance - 1e-9:
-            cause = "; ".join(f"{n} file(s) {s} in DIALS (needs re-ingestion)"
-                              for s, n in failed.items()) or "lumisections missing"
-            pending.append((run, f"DIALS holds {share:.0%} of the lumisections (tolerance "
-                                 f"{tolerance:g}): {cause}"))
-            continue
         ready.append(run)
     return ready, pending
 
 
 def _file_states(dials: DialsClient, dataset_id: int, dataset: str,
                  runs: set[int]) -> dict[int, dict[str, int]]:
-    """Run → {status: files} for the not-FINISHED files of the dataset (small lists)."""
+    """Run → {status: files} for the files DIALS is still ingesting (small lists)."""
     out: dict[int, dict[str, int]] = {}
-    for status in (*IN_FLIGHT, *FAILED):
+    for status in IN_FLIGHT:
         rows = dials.list_all("file-index/", {"dataset_id": dataset_id, "status": status,
                                               "fields": "logical_file_name,status"},
                               what=f"{status} files of {dataset}")
