@@ -69,6 +69,7 @@ class DuePlan:
     selection: str | None  # the explicit runs, as text
     force: bool
     certification: dict[str, str]  # name, url, last_modified
+    #: unit dicts (`unit_to_dict`) plus "complete": runs of the window already complete
     units: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)  # {dataset, run, reason}
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {dataset|None, run, reason}
@@ -89,7 +90,8 @@ class DuePlan:
         """Dataset → runs due for at least one ME."""
         out: dict[str, set[int]] = {}
         for u in self.units:
-            out.setdefault(u["dataset"], set()).update(u["runs"])
+            if u["runs"]:
+                out.setdefault(u["dataset"], set()).update(u["runs"])
         return {ds: sorted(runs) for ds, runs in out.items()}
 
     def summary(self) -> str:
@@ -97,10 +99,11 @@ class DuePlan:
         scope = (f"runs {self.selection}" if self.selection else
                  f"runs ended in [{self.window_start}, {self.window_end})")
         pairs = sum(len(u["runs"]) for u in self.units)
+        fetching = sum(1 for u in self.units if u["runs"])
         lines = [f"job {self.job} ({self.workspace}): {scope}; certification "
                  f"{self.certification.get('name')} ({self.certification.get('last_modified')})"
                  f"{'; force' if self.force else ''}",
-                 f"due: {len(self.units)} unit(s), {pairs} run × ME; already complete: "
+                 f"due: {fetching} unit(s), {pairs} run × ME; already complete: "
                  f"{self.already_complete}; pending: {len(self.pending)}; skipped: "
                  f"{len(self.skipped)}"]
         for ds, runs in self.due_runs.items():
@@ -184,14 +187,14 @@ def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: D
             continue
         for me, (me_id, dim) in mes.items():
             key = UnitKey(job.workspace, dataset, me)
-            due = []
+            due, done = [], []
             for run in available:
-                if not force and manifest.is_complete(key, run):
-                    plan.already_complete += 1
-                else:
-                    due.append(run)
-            if due:
-                plan.units.append(unit_to_dict(Unit(key, dataset_id, me_id, dim, tuple(due))))
+                (done if not force and manifest.is_complete(key, run) else due).append(run)
+            plan.already_complete += len(done)
+            # Units with only complete runs stay in the plan: the completeness check covers
+            # every run of the window, not just the ones fetched tonight.
+            plan.units.append({**unit_to_dict(Unit(key, dataset_id, me_id, dim, tuple(due))),
+                               "complete": done})
     return plan
 
 

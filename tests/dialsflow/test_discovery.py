@@ -187,6 +187,8 @@ def test_complete_runs_are_no_longer_due_unless_forced(emulator, truth, jobs, tm
     plan = run_discover(emulator, job, *window, manifest=manifest)
     by_me = {u["me"]: u["runs"] for u in plan.units}
     assert by_me == {l1["me"]: runs[3:], l2["me"]: runs[1:]}
+    assert {u["me"]: u["complete"] for u in plan.units} == {l1["me"]: runs[:3],
+                                                            l2["me"]: runs[:1]}
     assert plan.already_complete == 4
     forced = run_discover(emulator, job, *window, manifest=manifest, force=True)
     assert [u["runs"] for u in forced.units] == [runs, runs]
@@ -194,7 +196,9 @@ def test_complete_runs_are_no_longer_due_unless_forced(emulator, truth, jobs, tm
     for run in runs:
         record(manifest, l1, run)
         record(manifest, l2, run)
-    assert run_discover(emulator, job, *window, manifest=manifest).units == []
+    done = run_discover(emulator, job, *window, manifest=manifest)
+    assert [(u["runs"], u["complete"]) for u in done.units] == [([], runs), ([], runs)]
+    assert done.due_runs == {}
 
 
 # --------------------------------------------------------------------------- explicit runs
@@ -231,11 +235,12 @@ def test_plan_is_small_json_and_units_convert(emulator, truth, jobs):
     assert DuePlan.from_dict(data) == plan
     assert len(orjson.dumps(plan.units[0])) < 1000
     for unit in data["units"]:
-        assert set(unit) == {"workspace", "dataset", "dataset_id", "me", "me_id", "dim", "runs"}
+        assert set(unit) == {"workspace", "dataset", "dataset_id", "me", "me_id", "dim", "runs",
+                             "complete"}
         converted = unit_from_dict(unit)
         assert isinstance(converted, Unit) and converted.endpoint == "th2/"
         assert converted.key == UnitKey("tracker", ZB, unit["me"])
-        assert unit_to_dict(converted) == unit
+        assert unit_to_dict(converted) == {k: v for k, v in unit.items() if k != "complete"}
     assert plan.plan_units() == [unit_from_dict(u) for u in data["units"]]
     text = plan.summary()
     assert text.splitlines()[0].startswith("job demo_tracker (tracker): runs ended in [")
