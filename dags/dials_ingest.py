@@ -1,0 +1,99 @@
+"""Nightly DIALS → parquet ingestion of newly certified runs: wiring only.
+
+load_config → discover → ingest (one mapped task per concrete dataset × ME, pool `dials_api`)
+→ completeness (always runs; fails the DAG run on our failures). The logic lives in
+`plugins/dialsflow/nightly.py`; nothing here touches the network or reads more than the
+jobs file (for the output assets).
+
+Parse-time settings (environment, all optional): DIALSFLOW_SCHEDULE (cron, UTC),
+DIALSFLOW_START_DATE, DIALSFLOW_RETRIES, DIALSFLOW_RETRY_DELAY_S, DIALSFLOW_TASK_TIMEOUT_MIN.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import (
+    CronDataIntervalTimetable,
+    Param,
+    TriggerRule,
+    XComArg,
+    dag,
+    get_current_context,
+    task,
+)
+
+from dialsflow.dag_settings import output_assets
+
+POOL = "dials_api"
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", "120")))
+
+
+@dag(
+    dag_id="dials_ingest",
+    schedule=CronDataIntervalTimetable(os.environ.get("DIALSFLOW_SCHEDULE", "0 3 * * *"),
+                                       timezone="UTC"),
+    start_date=pendulum.parse(os.environ.get("DIALSFLOW_START_DATE", "2024-01-01"), tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # days share runs through the lookback: one at a time, each once
+    default_args={"retries": 0},
+    tags=["dials", "dqm", "ingest"],
+    doc_md=__doc__,
+    params={
+        "jobs": Param([], type="array", items={"type": "string"}, title="Jobs",
+                      description="Job names from the jobs file; empty = every job."),
+        "runs": Param(None, type=["null", "string"], title="Runs",
+                      pattern=r"^\s*(\d+\s*-\s*\d+|\d+(\s*,\s*\d+)*)\s*$",
+                      description="FIRST-LAST or a comma list: ingest exactly these runs "
+                                  "(bypasses the time window; still certified ones only)."),
+        "force": Param(False, type="boolean", title="Force re-ingest",
+                       description="Re-ingest runs even when the manifest says complete."),
+        "test": Param(False, type="boolean", title="Test mode",
+                      description="First page per run only (recorded as incomplete)."),
+    },
+)
+def dials_ingest() -> None:
+    @task
+    def load_config() -> dict:
+        from dialsflow import nightly
+
+        return nightly.load_config(get_current_context())
+
+    @task
+    def discover(config: dict) -> list[dict]:
+        """Returns the units to map over; the whole plan (for completeness) goes to XCom
+        key "plan" (Airflow maps only over return values)."""
+        from dialsflow import nightly
+
+        plan = nightly.discover(config)
+        get_current_context()["ti"].xcom_push(key="plan", value=plan)
+        return plan["units"]
+
+    @task(pool=POOL, retries=int(os.environ.get("DIALSFLOW_RETRIES", "3")),
+          retry_delay=RETRY_DELAY, retry_exponential_backoff=2.0,
+          max_retry_delay=timedelta(minutes=30),
+          execution_timeout=timedelta(minutes=int(
+              os.environ.get("DIALSFLOW_TASK_TIMEOUT_MIN", "180"))),
+          map_index_template="{{ unit_label }}")
+    def ingest(unit: dict, config: dict) -> dict:
+        from dialsflow import nightly
+
+        context = get_current_context()
+        context["unit_label"] = nightly.unit_label(unit)  # type: ignore[typeddict-unknown-key]
+        return nightly.ingest(unit, config)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=output_assets())
+    def completeness(config: dict, plan: dict, results: list[dict]) -> dict:
+        from dialsflow import nightly
+
+        return nightly.completeness(config, plan, list(results))
+
+    config = load_config()
+    units = discover(config)
+    results = ingest.partial(config=config).expand(unit=units)
+    completeness(config, XComArg(units.operator, key="plan"), results)
+
+
+dials_ingest()
