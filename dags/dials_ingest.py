@@ -19,7 +19,6 @@ from airflow.sdk import (
     CronDataIntervalTimetable,
     Param,
     TriggerRule,
-    XComArg,
     dag,
     get_current_context,
     task,
@@ -85,15 +84,21 @@ def dials_ingest() -> None:
         return nightly.ingest(unit, config)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=output_assets())
-    def completeness(config: dict, plan: dict, results: list[dict]) -> dict:
+    def completeness(results: list[dict]) -> dict:
+        """Runs whatever happened upstream; config and plan are pulled here (not passed as
+        arguments) so a failed load_config/discover gives a clear message, not a render
+        error."""
         from dialsflow import nightly
 
+        ti = get_current_context()["ti"]
+        config = ti.xcom_pull(task_ids="load_config")
+        plan = ti.xcom_pull(task_ids="discover", key="plan")
         return nightly.completeness(config, plan, list(results))
 
     config = load_config()
     units = discover(config)
     results = ingest.partial(config=config).expand(unit=units)
-    completeness(config, XComArg(units.operator, key="plan"), results)
+    [config, units] >> completeness(results)
 
 
 dials_ingest()

@@ -230,14 +230,15 @@ def ingest(unit: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
 REPORTS_DIR = "_reports"
 
 
-def completeness(config: dict[str, Any], plan: dict[str, Any] | None,
+def completeness(config: dict[str, Any] | None, plan: dict[str, Any] | None,
                  results: list[dict[str, Any]]) -> dict[str, Any]:
     """Compare DBS, DIALS and parquet lumisections of every unit × run of the window, per
     job; write `<output>/_reports/<run id>.json`, log a table, and fail the DAG run on our
     failures (parquet lacking what DIALS has, failed units) or upstream gaps beyond the
     job's tolerance."""
-    if plan is None:
-        raise CompletenessFailed("nothing to check: discover did not finish (see its log)")
+    if config is None or plan is None:
+        step = "load_config" if config is None else "discover"
+        raise CompletenessFailed(f"nothing to check: {step} failed (see its log)")
     verdicts = {name: judge_job(name, config, plan, results) for name in config["jobs"]}
     failed = {name: v for name, v in verdicts.items() if v["failures"]}
     for name, verdict in verdicts.items():

@@ -20,9 +20,10 @@ from dialsflow.plan import Unit
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.world import utc
 
+from ..expected import ZB
+from ..expected import due_from_truth as expected
 from .services import caf_client, dials_client, oms
 
-ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
 EXPRESS = "/StreamExpress/Run2024C-Express-v1/DQMIO"
 LATER = "2024-04-25T12:00:00Z"  # golden covers the held-back runs; one still in DIALS ingestion
 
@@ -44,29 +45,6 @@ def run_discover(emu: EmulatorProcess, job: Job, start, end, *, via: str = "dire
     with caf_client(emu, job.certification.cert_class, job.certification.kind) as caf:
         return discover(job, start, end, dials=dials, oms=oms(emu, via, dials), caf=caf,
                         manifest=manifest or Manifest(Path("/nonexistent")), **kwargs)
-
-
-def expected(truth: dict, job: Job, start, end, dataset: str = ZB,
-             certified: set[int] | None = None) -> tuple[list[int], dict[int, str]]:
-    """(due runs, {pending run: why}) of a dataset from the truth alone; certified =
-    the latest Golden JSON's runs unless given."""
-    golden = certified if certified is not None else \
-        {int(r) for r in truth["certification"]["golden_runs"]}
-    ds = next(d for d in truth["datasets"] if d["dataset"] == dataset)["runs"]
-    low = start - timedelta(days=job.lookback_days)
-    due, pending = [], {}
-    for r in truth["runs"]:
-        n = r["run_number"]
-        if not (r["ended"] and low <= utc(r["end_time"]) < end and r["stable_beam"]
-                and n in golden):
-            continue
-        info = ds.get(str(n))
-        in_flight = info and any(f["status"] in ("PENDING", "STARTED") for f in info["files"])
-        if info and info["in_dials"] and not in_flight:
-            due.append(n)  # with a COPY_ERROR file too: its hole is an upstream gap
-        else:
-            pending[n] = "DIALS"
-    return due, pending
 
 
 def tracker_mes(truth: dict, job: Job) -> dict[str, int]:
