@@ -1,0 +1,130 @@
+"""The real DAG on the production topology (natively): `dials_ingest` triggered through REST
+on PostgreSQL + Celery, against the emulator's demo world. One night is ingested and
+checked (parquet, completeness report), one ME is made to fail for good and its mapped
+task's log is read through REST, then a two-day backfill runs each day once.
+Alone: `.venv/bin/python -m pytest tests/deploy/test_deployment_e2e.py -s`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from deploy.rest import AirflowClient
+from dialsflow.jobs import load_jobs
+from dialsflow.layout import UnitKey, unit_dir
+
+pytestmark = [pytest.mark.deploy, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG = "dials_ingest"
+JOB = "demo_tracker"  # include/jsons/jobs.json: BPix L1 and L2 maps of ZeroBias
+NOW = "2024-04-25T12:00:00+00:00"  # emulator clock: the Golden JSON certifies most runs
+NIGHT = "2024-04-25T12:00:00Z"  # manual run: data interval [04-24 03:00, 04-25 03:00)
+FAILING_ME = "PXLayer_2$"
+
+
+def _backfill_runs(api: AirflowClient) -> list[dict]:
+    return [r for r in api.runs(DAG) if r["run_type"] == "backfill"]
+
+
+def test_nightly_dag_on_celery_with_emulator(start_deployment) -> None:
+    t0 = time.monotonic()
+    started = start_deployment("--emulator", "--emulator-arg=--now", f"--emulator-arg={NOW}",
+                               "--env", "DIALSFLOW_RETRIES=0",
+                               "--env", "DIALSFLOW_RETRY_DELAY_S=1")
+    dep = started.dep
+    api = AirflowClient(dep.url, "admin", dep.admin_password)
+    output = Path(dep.home) / "output"
+    job = load_jobs(ROOT / "include" / "jsons" / "jobs.json")[JOB]
+    timings: dict[str, float] = {"start": time.monotonic() - t0}
+    try:
+        api.wait_dag(DAG, timeout=90)
+        assert api.get("importErrors")["total_entries"] == 0
+        # unpausing also creates the scheduled run of the latest real-world interval
+        # (catchup=False): it finds no certified runs; only our runs are checked below
+        api.unpause(DAG)
+
+        # -- one night ------------------------------------------------------------------
+        t = time.monotonic()
+        run = api.trigger(DAG, logical_date=NIGHT, conf={"jobs": [JOB]})
+        assert (run["data_interval_start"], run["data_interval_end"]) == \
+            ("2024-04-24T03:00:00Z", "2024-04-25T03:00:00Z")
+        done = api.wait_run(DAG, run["dag_run_id"], timeout=300)
+        timings["night"] = time.monotonic() - t
+        tis = api.task_instances(DAG, run["dag_run_id"])
+        assert done["state"] == "success", {(t["task_id"], t["map_index"]): t["state"]
+                                            for t in tis}
+        ingests = [ti for ti in tis if ti["task_id"] == "ingest"]
+        assert ingests and all(ti["state"] == "success" and ti["try_number"] == 1
+                               for ti in ingests)
+        reports = list((output / JOB / "_reports").glob("manual__*.json"))
+        assert len(reports) == 1, reports
+        report = json.loads(reports[0].read_text())
+        assert report["run_id"] == run["dag_run_id"] and report["failures"] == []
+        assert report["verdict"].startswith("complete")
+        assert len(report["ingested"]) == len(ingests)  # one entry per dataset × ME unit
+        written = {(i["me"], r) for i in report["ingested"] for r in i["written"]}
+        assert written, "the night ingested nothing"
+        dataset = report["ingested"][0]["dataset"]
+        for me, run_number in sorted(written)[:3]:
+            folder = unit_dir(output / JOB, UnitKey(job.workspace, dataset, me))
+            table = pq.read_table(folder / f"run_{run_number}.parquet")
+            assert table.num_rows > 0
+            assert set(table.column("run_number").to_pylist()) == {run_number}
+
+        # -- one ME fails for good: its mapped task's log names dataset, ME, run, cause ---
+        r = requests.put(f"{dep.emulator_url}/_emulator/faults",
+                         json={"failing_me": FAILING_ME}, timeout=10)
+        r.raise_for_status()
+        t = time.monotonic()
+        failing_run = sorted(written)[0][1]
+        run2 = api.trigger(DAG, logical_date="2024-04-25T13:00:00Z",
+                           conf={"jobs": [JOB], "force": True, "runs": str(failing_run)})
+        done2 = api.wait_run(DAG, run2["dag_run_id"], timeout=300)
+        timings["failing night"] = time.monotonic() - t
+        assert done2["state"] == "failed"
+        tis2 = {(ti["task_id"], ti["map_index"]): ti
+                for ti in api.task_instances(DAG, run2["dag_run_id"])}
+        failed = [ti for (task, _), ti in tis2.items() if task == "ingest"
+                  and ti["state"] == "failed"]
+        assert len(failed) == 1 and "PXLayer_2" in (failed[0]["rendered_map_index"] or "")
+        assert tis2[("completeness", -1)]["state"] == "failed"  # it ran and failed the run
+        log = api.log_text(api.task_log(DAG, run2["dag_run_id"], "ingest",
+                                        failed[0]["try_number"], failed[0]["map_index"]))
+        cause = [line for line in log.splitlines() if "failed" in line.lower()
+                 and dataset in line and "PXLayer_2" in line and str(failing_run) in line]
+        assert cause and any("HTTP 500" in line for line in cause), log[-3000:]
+        requests.put(f"{dep.emulator_url}/_emulator/faults", json={"failing_me": None},
+                     timeout=10).raise_for_status()
+
+        # -- a two-day backfill: each day runs once --------------------------------------
+        t = time.monotonic()
+        window = {"from_date": "2024-04-24T00:00:00Z", "to_date": "2024-04-25T06:00:00Z"}
+        dry = api.request("POST", "backfills/dry_run", json={"dag_id": DAG, **window})
+        days = sorted(b["logical_date"] for b in dry["backfills"])
+        assert days == ["2024-04-24T03:00:00Z", "2024-04-25T03:00:00Z"]
+        api.backfill(DAG, **window, dag_run_conf={"jobs": [JOB]})
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            mine = _backfill_runs(api)
+            if len(mine) == 2 and all(r["state"] in ("success", "failed") for r in mine):
+                break
+            time.sleep(2)
+        timings["backfill"] = time.monotonic() - t
+        mine = _backfill_runs(api)
+        assert sorted(r["logical_date"] for r in mine) == days, mine
+        assert all(r["state"] == "success" for r in mine), [(r["run_id"], r["state"])
+                                                             for r in mine]
+        for r in mine:
+            for ti in api.task_instances(DAG, r["dag_run_id"]):
+                assert ti["try_number"] == 1, (r["dag_run_id"], ti["task_id"])
+    except BaseException:
+        print(started.logs())
+        raise
+    print(f"\nwall time: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}, "
+          f"total {time.monotonic() - t0:.1f} s (stop follows in the fixture)")
