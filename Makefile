@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: setup test lint emulator bench clean lock
+.PHONY: setup test lint emulator demo airflow bench clean lock
 
 setup: $(STAMP)
 
@@ -29,6 +29,16 @@ lint: setup
 emulator: setup
 	$(BIN)/dialsflow-emulator serve --port 8765 --profile demo
 
+# One night of dials_ingest against the emulator (Airflow on SQLite in .airflow_demo/),
+# then a summary: runs ingested and pending, files, completeness, how to read the parquet.
+demo: setup
+	$(BIN)/python -m dialsflow_emulator.demo
+
+# `airflow standalone` on :8080 with the emulator connections (state in .airflow_local/):
+# open the UI, trigger with Params, backfill, read task logs. Ctrl-C stops it.
+airflow: setup
+	$(BIN)/python -m dialsflow_emulator.standalone
+
 bench: setup
 	$(BIN)/python bench/emulator_throughput.py
 
@@ -38,7 +48,7 @@ lock:
 		--no-header --python-version 3.11
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow_demo out/demo
 
 # The docker-compose topology natively (PostgreSQL, Redis, Celery worker, api-server on :8080),
 # in .airflow-local/; see deploy/README_section.md. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.

@@ -1,0 +1,78 @@
+"""`make airflow`: `airflow standalone` (UI on :8080) wired to a running emulator.
+
+For a newcomer to open the UI, trigger `dials_ingest` with Params, create backfills and read
+task logs. The emulator serves the demo world with its clock at NIGHT and stays up as long
+as Airflow does; Ctrl-C stops both. State lives in `.airflow_local/` (kept between starts:
+delete it to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .airflow_local import AIRFLOW, ROOT, LocalAirflow
+from .demo import NIGHT
+from .process import EmulatorProcess
+
+HELP = """\
+dialsflow: Airflow UI on http://localhost:{port}/  (user admin; password in
+  {home}/simple_auth_manager_passwords.json.generated once Airflow has started)
+  - DAG dials_ingest starts paused: unpause it, then Trigger → Single Run with a logical
+    date such as 2024-04-25 12:00 UTC (the emulator's world clock is {night}), or
+    Trigger → Backfill for 2024-04-23 … 2024-04-25.
+  - Params: jobs, runs (e.g. 379471,379477), force, test.
+  - Failed task → Grid → red cell → Logs. Parquet lands in {output}.
+  - Emulator on {emu}; its log: {emu_log}. Ctrl-C stops everything.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dialsflow_emulator.standalone",
+                                description=__doc__)
+    p.add_argument("--home", type=Path, default=ROOT / ".airflow_local")
+    p.add_argument("--output", type=Path, default=ROOT / "out" / "local")
+    p.add_argument("--port", type=int, default=8080, help="Airflow UI/API port")
+    p.add_argument("--emulator-port", type=int, default=8765)
+    args = p.parse_args(argv)
+    args.home.mkdir(parents=True, exist_ok=True)
+    emu_log = args.home / "emulator.log"
+    with EmulatorProcess("--now", NIGHT, port=args.emulator_port, log_path=emu_log) as emu:
+        airflow = LocalAirflow(args.home / "home", emu, args.output,
+                               extra_env={
+                                   "AIRFLOW__API__PORT": str(args.port),
+                                   "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
+                                       f"http://localhost:{args.port}/execution/"})
+        airflow.setup()
+        print(HELP.format(port=args.port, home=airflow.home, night=NIGHT, output=args.output,
+                          emu=emu.url, emu_log=emu_log), flush=True)
+        env = {**airflow.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
+                                      f"{os.environ.get('PATH', '')}"}
+        # Own process group: one SIGTERM reaches standalone and the components it started
+        # (standalone ignores SIGINT when it is not in the terminal's foreground).
+        proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, cwd=ROOT,
+                                start_new_session=True)
+        signal.signal(signal.SIGTERM, lambda *_: _stop(proc))
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            _stop(proc)
+            return 130
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+if __name__ == "__main__":
+    sys.exit(main())
