@@ -14,10 +14,15 @@ body and token renewal must share one budget, and urllib3 1.26 has no jitter.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import random
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -74,6 +79,34 @@ def _short(body: bytes) -> str:
     return " ".join(text.split())
 
 
+class _DeferredPandas(types.ModuleType):
+    """Stands in for pandas while cmsdials is imported: cmsdials imports pandas at import
+    time only for `to_pandas()`, which dialsflow never calls; pandas costs ~1 s and ~60 MB.
+    Any attribute use imports the real pandas, so `to_pandas()` still works."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get("pandas") is self:
+            del sys.modules["pandas"]
+        return getattr(importlib.import_module("pandas"), name)
+
+
+def _import_cmsdials_auth() -> None:
+    """Import cmsdials' auth modules without importing pandas (if not imported yet)."""
+    if "pandas" in sys.modules or "cmsdials" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pandas")
+    if spec is None:
+        return
+    stub = _DeferredPandas("pandas")
+    stub.__spec__ = spec
+    sys.modules["pandas"] = stub
+    try:
+        importlib.import_module("cmsdials.auth.client")
+    finally:
+        if sys.modules.get("pandas") is stub:
+            del sys.modules["pandas"]
+
+
 class DialsClient:
     """`DialsClient(settings).get("th2/", params)`; thread-safe, one pool per process."""
 
@@ -84,7 +117,10 @@ class DialsClient:
         self.timeout = timeout
         self.api_url = settings.base_url + "api/v1/"
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self.pool_size = pool_size
+        self._prefetcher: ThreadPoolExecutor | None = None
+        # Each worker may have a page in flight ahead of the one it reads: twice the pool.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=2 * pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = settings.verify
@@ -94,6 +130,7 @@ class DialsClient:
     # ---- authentication ----------------------------------------------------------------
 
     def _credentials(self):
+        _import_cmsdials_auth()
         from cmsdials.auth.client import AuthClient
 
         s = self.settings
@@ -168,34 +205,57 @@ class DialsClient:
         return orjson.loads(self.get(endpoint, params, what=what))
 
     def pages(self, endpoint: str, params: dict[str, Any], *, what: str = "",
-              page_size: int = MAX_PAGE_SIZE,
-              target_bytes: int | None = None) -> Iterator[tuple[list[dict[str, Any]], int]]:
+              page_size: int = MAX_PAGE_SIZE, target_bytes: int | None = None,
+              prefetch: bool = False) -> Iterator[tuple[list[dict[str, Any]], int]]:
         """Yield (`results`, JSON bytes) of each page, following cursors; a failed page is
         retried from its own cursor. With `target_bytes`, the page size adapts so a page
-        stays near that many bytes."""
-        query = dict(params)
-        size = page_size
-        while True:
-            query["page_size"] = size
+        stays near that many bytes. With `prefetch`, the next page is requested (in a
+        background thread) while the caller works on this one: latency and the server's
+        time overlap the caller's, at the cost of one more body in memory."""
+        query = {**params, "page_size": page_size}
+        ahead: Future[bytes] | None = None
+        try:
             body = self.get(endpoint, query, what=what)
-            try:
-                page = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise ServiceError(f"{what}: DIALS sent a page that is not JSON") from None
-            results = page["results"]
-            yield results, len(body)
-            token = _next_token(page.get("next"))
-            if token is None:
-                return
-            query["next_token"] = token
-            if target_bytes and results:
-                per_row = len(body) / len(results)
-                size = max(1, min(MAX_PAGE_SIZE, int(target_bytes / per_row)))
+            while True:
+                try:
+                    page = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    raise ServiceError(f"{what}: DIALS sent a page that is not JSON") from None
+                results, nbytes = page["results"], len(body)
+                token = _next_token(page.get("next"))
+                del page, body  # only `results` lives on, and only while the caller holds it
+                if token is not None:
+                    query = {**query, "next_token": token}
+                    if target_bytes and results:
+                        query["page_size"] = max(1, min(MAX_PAGE_SIZE, int(
+                            target_bytes * len(results) / nbytes)))
+                    if prefetch:
+                        ahead = self._background().submit(self.get, endpoint, query, what=what)
+                yield results, nbytes
+                del results  # before the next page is parsed: one parsed page at a time
+                if token is None:
+                    return
+                if ahead is not None:
+                    body, ahead = ahead.result(), None
+                else:
+                    body = self.get(endpoint, query, what=what)
+        finally:
+            if ahead is not None and not ahead.cancel():
+                wait([ahead])  # the caller stopped early: let the request finish, unused
+
+    def _background(self) -> ThreadPoolExecutor:
+        with self._refresh_lock:
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(self.pool_size,
+                                                      thread_name_prefix="dials-prefetch")
+            return self._prefetcher
 
     def list_all(self, endpoint: str, params: dict[str, Any], *, what: str = "") -> list[dict]:
         return [row for page, _ in self.pages(endpoint, params, what=what) for row in page]
 
     def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True)
         self.session.close()
 
 

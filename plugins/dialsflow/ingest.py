@@ -2,9 +2,9 @@
 
 Per run: pages are parsed with orjson, turned into Arrow batches and written as row groups of
 a temporary file beside the target; the file is fsynced and renamed, and only then does the
-manifest get its entry. Memory holds about one page per worker, whatever the number of runs
-or lumisections. Runs of all units share one bounded thread pool (DIALS is shared by all of
-CMS: bound it further with Airflow pools).
+manifest get its entry. Memory holds about one parsed page and one page in flight per worker,
+whatever the number of runs or lumisections. Runs of all units share one bounded thread
+pool (DIALS is shared by all of CMS: bound it further with Airflow pools).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from . import atomic
 from .arrow_rows import FIELDS, schema, to_batch
-from .dials import DialsClient
+from .dials import MAX_PAGE_SIZE, DialsClient
 from .errors import DialsflowError
 from .layout import UnitKey, run_file, unit_dir
 from .manifest import Manifest, RunEntry, file_sha256
@@ -31,14 +31,17 @@ from .plan import Unit
 
 log = logging.getLogger("dialsflow")
 
-# Pages stay near 1 MB of JSON (a few 360×170 maps: parsed, a page costs ~25x its size in
-# Python objects); row groups are assembled from several pages, up to ~8 MB of Arrow data.
-TARGET_PAGE_BYTES = 2**20
-FIRST_PAGE_SIZE = {1: 500, 2: 4}  # until the first page shows how large a row is
-ROW_GROUP_BYTES = 8 * 2**20
+# Pages stay near 2 MB of JSON (six 360×170 maps; parsed, a page costs several times its
+# size in Python objects, and one more body is in flight per worker with prefetch); row
+# groups are assembled from pages, up to ~4 MB of Arrow data. With 4 workers this keeps a
+# 360×170 ingestion near 350 MB peak RSS, start-up included.
+TARGET_PAGE_BYTES = 2 * 2**20
+FIRST_PAGE_SIZE = {1: 500, 2: 4}  # until a page (or a finished run of the unit) shows a row
+ROW_GROUP_BYTES = 4 * 2**20
 # snappy (Parquet's default): zstd files are ~13 % smaller but writing them costs as much
 # CPU as parsing the JSON, which would halve throughput on large maps.
 COMPRESSION = "snappy"
+_POOL = pa.default_memory_pool()
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,17 @@ def _ls_ranges(ls: Iterable[int]) -> list[list[int]]:
     return out
 
 
+def page_size_for(rows: int, json_bytes: int, dim: int) -> int:
+    """Rows per page that keep a page near TARGET_PAGE_BYTES, from what a run weighed."""
+    if rows <= 0 or json_bytes <= 0:
+        return FIRST_PAGE_SIZE[dim]
+    return max(1, min(MAX_PAGE_SIZE, int(TARGET_PAGE_BYTES * rows / json_bytes)))
+
+
 def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest: Manifest,
-               *, test: bool = False) -> RunResult:
-    """Fetch one run of one unit into run_<run>.parquet; raises DialsflowError on failure."""
+               *, test: bool = False, first_page_size: int | None = None) -> RunResult:
+    """Fetch one run of one unit into run_<run>.parquet; raises DialsflowError on failure.
+    `first_page_size`: rows of the first page (default: small for 2D until a page is seen)."""
     key = unit.key
     what = f"{key.dataset} × {key.me} run {run}"
     t0 = time.perf_counter()
@@ -96,8 +107,10 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
         with pq.ParquetWriter(tmp, schema(unit.dim), compression=COMPRESSION) as writer:
             pending: list[pa.RecordBatch] = []
             for page, nbytes in client.pages(unit.endpoint, params, what=what,
-                                             page_size=FIRST_PAGE_SIZE[unit.dim],
-                                             target_bytes=TARGET_PAGE_BYTES):
+                                             page_size=first_page_size
+                                             or FIRST_PAGE_SIZE[unit.dim],
+                                             target_bytes=TARGET_PAGE_BYTES,
+                                             prefetch=not test):
                 json_bytes += nbytes
                 if page:
                     pending.append(to_batch(page, unit.dim, key.dataset, key.me))
@@ -106,6 +119,8 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
                     if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
                         writer.write_table(pa.Table.from_batches(pending))
                         pending = []
+                        _POOL.release_unused()  # mimalloc keeps freed pages for a while
+                del page  # before the next page is fetched and parsed
                 if test:  # --test: the first page is enough to see it works
                     break
             if pending:
@@ -175,17 +190,22 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
         tasks.extend((unit, run) for run in unit.runs)
     progress = Progress(len(tasks), {u.key: len(u.runs) for u in units})
     notify = on_result or progress
+    learned: dict[UnitKey, int] = {}  # rows per page, from a finished run of the unit
 
     def one(unit: Unit, run: int) -> RunResult:
         if resubmit and manifest.is_complete(unit.key, run):
             return RunResult(unit.key, run, skipped=True)
         try:
-            return ingest_run(client, unit, run, outdir, manifest, test=test)
+            result = ingest_run(client, unit, run, outdir, manifest, test=test,
+                                first_page_size=learned.get(unit.key))
         except DialsflowError as exc:
             return RunResult(unit.key, run, error=str(exc))
         except OSError as exc:
             return RunResult(unit.key, run, error=f"cannot write {run_file(outdir, unit.key, run)}"
                                                   f": {exc.strerror or exc}")
+        # Later runs of the unit start with full-size pages: no small probing page each.
+        learned[unit.key] = page_size_for(result.rows, result.json_bytes, unit.dim)
+        return result
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures = [pool.submit(one, unit, run) for unit, run in tasks]
