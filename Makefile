@@ -39,8 +39,15 @@ demo: setup
 airflow: setup
 	$(BIN)/python -m dialsflow_emulator.standalone
 
+# Both benchmarks, one after the other (each starts its own emulator); several minutes.
 bench: setup
 	$(BIN)/python bench/emulator_throughput.py
+	$(BIN)/python bench/ingest_benchmark.py
+
+# Smoke run of the ingestion benchmark (1 and 3 runs per ME, about a minute).
+.PHONY: bench-quick
+bench-quick: setup
+	$(BIN)/python bench/ingest_benchmark.py --quick
 
 # Refresh the full lock after changing requirements*.txt.
 lock:
