@@ -223,7 +223,9 @@ def _selected(oms: OmsRuns, runs: RunSelection, plan: DuePlan) -> list[OmsRun]:
 
 def _uncertified(cert: Certification, run: int) -> str:
     last = cert.last_run
-    if last is None or run > last:
+    if last is None:
+        return f"not certified yet ({cert.name})"
+    if run > last:
         return f"not certified yet ({cert.name} goes up to run {last})"
     return f"not certified in {cert.name}"
 

@@ -127,3 +127,20 @@ def test_permanent_errors_are_one_line(emulator):
     with CafClient(dead, attempts=1, body_attempts=2, backoff=0.01) as caf, \
             pytest.raises(ServiceError, match=refused):
         caf.certification()
+
+
+def test_no_json_of_the_kind_yet_certifies_nothing(late):
+    """Early in a year the class folder has no Golden JSON: nothing certified, no error."""
+    before = late.now()
+    late.set_now("2024-04-18T00:00:00Z")  # daily DCS-only JSONs exist, no Golden yet
+    try:
+        with caf_client(late) as caf:
+            cert = caf.certification()
+        with caf_client(late, kind="dcs") as caf:
+            dcs = caf.certification()
+    finally:
+        late.set_now(before)
+    assert (cert.name, cert.runs, cert.last_run) == (
+        f"no golden JSON in {CLASS} yet", {}, None)
+    assert not cert.certified(379414)
+    assert dcs.runs  # the DCS-only folder already has its daily files
