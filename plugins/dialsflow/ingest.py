@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +26,7 @@ from .arrow_rows import FIELDS, schema, to_batch
 from .dials import MAX_PAGE_SIZE, DialsClient
 from .errors import DialsflowError
 from .layout import UnitKey, run_file, unit_dir
+from .lumis import to_ranges
 from .manifest import Manifest, RunEntry, file_sha256
 from .plan import Unit
 
@@ -73,16 +74,6 @@ class FetchReport:
         return [r for r in self.results if r.skipped]
 
 
-def _ls_ranges(ls: Iterable[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for n in sorted(set(ls)):
-        if out and n == out[-1][1] + 1:
-            out[-1][1] = n
-        else:
-            out.append([n, n])
-    return out
-
-
 def page_size_for(rows: int, json_bytes: int, dim: int) -> int:
     """Rows per page that keep a page near TARGET_PAGE_BYTES, from what a run weighed."""
     if rows <= 0 or json_bytes <= 0:
@@ -128,7 +119,7 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
     size = target.stat().st_size
     manifest.record(RunEntry(
         workspace=key.workspace, dataset=key.dataset, dataset_id=unit.dataset_id, me=key.me,
-        me_id=unit.me_id, dim=unit.dim, run=run, rows=rows, ls_ranges=_ls_ranges(ls),
+        me_id=unit.me_id, dim=unit.dim, run=run, rows=rows, ls_ranges=to_ranges(ls),
         bytes=size, sha256=file_sha256(target),
         ingested_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), complete=not test,
         source={"url": client.api_url + unit.endpoint,

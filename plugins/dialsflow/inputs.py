@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -13,14 +14,7 @@ from .errors import InputError
 def load_patterns(path: str | Path, what: str) -> list[str]:
     """A JSON list of names or regexes (PostgreSQL-style search, `\\\\+` escapes a plus)."""
     p = Path(path)
-    try:
-        data = orjson.loads(p.read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"{what} file not found: {p}") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} file is a directory: {p}") from None
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{what} file {p} is not valid JSON: {exc}") from None
+    data = read_json(p, what)
     if not isinstance(data, list) or not all(isinstance(x, str) and x.strip() for x in data):
         raise InputError(f"{what} file {p} must be a JSON list of non-empty strings")
     if not data:
@@ -28,6 +22,18 @@ def load_patterns(path: str | Path, what: str) -> list[str]:
     for pattern in data:
         check_regex(pattern, what)
     return list(dict.fromkeys(data))
+
+
+def read_json(path: Path, what: str, hint: str = "") -> Any:
+    """A user's JSON file, or an InputError of one line saying what is wrong with it."""
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}{hint}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} file is a directory: {path}") from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
 
 
 def check_regex(pattern: str, what: str) -> None:

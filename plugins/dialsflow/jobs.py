@@ -38,11 +38,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .connections import CERT_KINDS, CafSettings
 from .errors import InputError
-from .inputs import load_patterns
+from .inputs import load_patterns, read_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JOBS_FILE = PROJECT_ROOT / "include" / "jsons" / "jobs.json"
@@ -131,14 +129,7 @@ def output_root() -> Path:
 def load_jobs(path: str | Path | None = None) -> dict[str, Job]:
     """Every job of the jobs file, by name, in file order; the pattern lists are loaded too."""
     p = jobs_file_path(path)
-    try:
-        data = orjson.loads(p.read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"jobs file not found: {p} (set {JOBS_FILE_ENV})") from None
-    except IsADirectoryError:
-        raise InputError(f"jobs file is a directory: {p}") from None
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"jobs file {p} is not valid JSON: {exc}") from None
+    data = read_json(p, "jobs", f" (set {JOBS_FILE_ENV})")
     if not isinstance(data, dict) or set(data) != {"jobs"} or not isinstance(data["jobs"], list):
         raise InputError(f"jobs file {p}: expected an object {{\"jobs\": [...]}} and nothing "
                          "else at the top level")
