@@ -23,11 +23,10 @@ from urllib.parse import urljoin
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from .connections import CafSettings
 from .errors import ServiceError
+from .http import RetryPolicy, describe_error, retrying_session
 
 PRODUCTION_CAF = "https://cms-service-dqmdc.web.cern.ch/CAF/certification"
 
@@ -158,24 +157,17 @@ class _Truncated(Exception):
 class CafClient:
     """`CafClient(settings).certification()`: the latest JSON of the settings' class/kind."""
 
-    def __init__(self, settings: CafSettings, *, attempts: int = 5, body_attempts: int = 5,
-                 backoff: float = 0.5, timeout: float = 60.0) -> None:
+    def __init__(self, settings: CafSettings, *, policy: RetryPolicy | None = None,
+                 timeout: float = 60.0) -> None:
         if settings.kind not in KIND_PATTERNS:
             raise ServiceError(f"CAF kind {settings.kind!r} unknown; choose from "
                                f"{', '.join(KIND_PATTERNS)}")
         self.settings = settings
-        self.attempts = body_attempts  # our loop: bodies cut short; urllib3 does the rest
-        self.backoff = backoff
+        self.policy = policy or RetryPolicy(attempts=5)
         self.timeout = timeout
-        self.session = requests.Session()
-        retry = Retry(total=attempts, connect=attempts, read=attempts, status=attempts,
-                      backoff_factor=backoff, allowed_methods=frozenset({"GET"}),
-                      status_forcelist=RETRIED_STATUS,
-                      respect_retry_after_header=True, raise_on_status=False)
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=4)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.verify = settings.verify
+        # urllib3 retries status codes and connections; our loop, bodies cut short.
+        self.session = retrying_session(self.policy, pool=4, verify=settings.verify,
+                                        status=RETRIED_STATUS)
 
     @property
     def folder_url(self) -> str:
@@ -186,17 +178,17 @@ class CafClient:
              check: Callable[[bytes], None] | None = None) -> bytes:
         """A 200 body, complete; `check(body)` may raise _Truncated to ask for another try."""
         cause = ""
-        for attempt in range(self.attempts):
+        for attempt in range(self.policy.attempts):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(self.policy.delay(attempt))
             try:
                 r = self.session.get(url, timeout=self.timeout)
                 body = r.content
             except requests.exceptions.RetryError as exc:
-                raise ServiceError(f"{what}: {url} kept failing ({_cause(exc)})") from None
+                raise ServiceError(f"{what}: {url} kept failing ({describe_error(exc)})") from None
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                cause = _cause(exc)
+                cause = describe_error(exc)
                 continue
             if r.status_code != 200:
                 hint = {404: " (no such class or folder?)"}.get(
@@ -213,7 +205,7 @@ class CafClient:
                 cause = str(exc)
                 continue
             return body
-        raise ServiceError(f"{what}: {url} gave up after {self.attempts} attempts, last "
+        raise ServiceError(f"{what}: {url} gave up after {self.policy.attempts} attempts, last "
                            f"cause: {cause}")
 
     def listing(self) -> list[ListedFile]:
@@ -251,16 +243,3 @@ class CafClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _cause(exc: Exception) -> str:
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection broken while reading the body"
-    if "Connection refused" in text:
-        return "connection refused"
-    if "reset" in text.lower():
-        return "connection reset by peer"
-    if "too many" in text.lower() and "error responses" in text.lower():
-        return "transient HTTP errors outlasted the retries"
-    return type(exc).__name__

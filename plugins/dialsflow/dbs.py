@@ -19,54 +19,22 @@ import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from .connections import DbsSettings
-from .dials import RetryPolicy
 from .errors import ServiceError
+from .http import RETRYABLE_STATUS, RetryPolicy, describe_error, retrying_session, short_body
 from .lumis import LumiMap, to_ranges
 
 log = logging.getLogger("dialsflow")
 
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 MAX_RUN_FILTERS = 200  # run_num values per URL; beyond that, filter on our side
 AUTH_HINT = ("check dbs_default cert/key (a valid grid proxy: voms-proxy-info) and "
              "verify (CA bundle or /etc/grid-security/certificates)")
-
-
-class JitterRetry(Retry):
-    """urllib3 `Retry` whose backoff is `RetryPolicy.delay` (full jitter, exponential)."""
-
-    def __init__(self, *args: Any, policy: RetryPolicy | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.policy = policy or RetryPolicy()
-
-    def new(self, **kw: Any) -> JitterRetry:
-        clone = super().new(**kw)
-        clone.policy = self.policy
-        return clone
-
-    def get_backoff_time(self) -> float:
-        failures = len(list(takewhile(lambda x: x.redirect_location is None,
-                                      reversed(self.history))))
-        return self.policy.delay(failures) if failures else 0.0
-
-
-def adapter_retry(policy: RetryPolicy) -> JitterRetry:
-    """Status and connection retries for one request. Refused connections get only a few
-    tries: a wrong host or port should fail in seconds, not minutes."""
-    budget = max(0, policy.attempts - 1)
-    return JitterRetry(total=budget, connect=min(3, budget), read=budget, status=budget,
-                       other=0, redirect=0, status_forcelist=RETRYABLE_STATUS,
-                       allowed_methods=frozenset({"GET"}), raise_on_status=False,
-                       respect_retry_after_header=True, policy=policy)
 
 
 def _dbs_error(body: bytes) -> str | None:
@@ -77,11 +45,6 @@ def _dbs_error(body: bytes) -> str | None:
         return f"{error['message']} (DBS code {error['code']})"
     except (orjson.JSONDecodeError, LookupError, TypeError):
         return None
-
-
-def _short(body: bytes) -> str:
-    text = body[:200].decode("utf-8", "replace").strip()
-    return "an HTML page" if text.startswith("<") else " ".join(text.split()) or "empty body"
 
 
 def _compact_runs(runs: Iterable[int]) -> list[str]:
@@ -99,13 +62,8 @@ class DbsClient:
         self.policy = policy or RetryPolicy()
         self.workers = workers
         self.timeout = timeout
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=workers,
-                              max_retries=adapter_retry(self.policy))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.cert = settings.cert
-        self.session.verify = settings.verify
+        self.session = retrying_session(self.policy, pool=workers, verify=settings.verify,
+                                        cert=settings.cert)
         self.session.headers["Accept"] = "application/json"
 
     # ---- requests ------------------------------------------------------------------------
@@ -134,7 +92,8 @@ class DbsClient:
                                    f"({exc})") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise ServiceError(f"cannot reach DBS at {self.settings.url}: "
-                                   f"{_connection_cause(exc)}") from None
+                                   f"{describe_error(exc)}; check the host of dbs_default"
+                                   ) from None
             if r.status_code == 200:
                 try:
                     rows = orjson.loads(body)
@@ -145,7 +104,7 @@ class DbsClient:
                     cause = "body is not complete JSON"
                     continue
                 if not isinstance(rows, list):
-                    raise ServiceError(f"{what}: DBS answered {_short(body)}, not a JSON list")
+                    raise ServiceError(f"{what}: DBS answered {short_body(body)}, not a JSON list")
                 return rows
             if r.status_code in (401, 403):
                 raise ServiceError(f"DBS at {self.settings.url} refused access (HTTP "
@@ -156,7 +115,7 @@ class DbsClient:
             message = _dbs_error(body)
             if message is not None:
                 raise ServiceError(f"{what}: DBS refused the query: {message}")
-            raise ServiceError(f"{what}: DBS answered HTTP {r.status_code}: {_short(body)}")
+            raise ServiceError(f"{what}: DBS answered HTTP {r.status_code}: {short_body(body)}")
         raise ServiceError(f"{what}: gave up after {self.policy.attempts} attempts, last "
                            f"cause: {cause}")
 
@@ -244,16 +203,3 @@ def _collect(rows: list[dict[str, Any]], wanted: frozenset[int] | None,
             target.update(int(n) for n in ls)
         else:
             target.add(int(ls))
-
-
-def _connection_cause(exc: Exception) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused; check the host of dbs_default"
-    if "name or service not known" in text or "getaddrinfo" in text:
-        return "unknown host name; check the host of dbs_default"
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if "reset" in text:
-        return "connection reset by peer, retries exhausted"
-    return f"connection error ({type(exc).__name__})"

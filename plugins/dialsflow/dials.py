@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import random
 import sys
 import threading
 import time
 import types
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,52 +29,12 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from . import http
 from .connections import DialsSettings
 from .errors import ServiceError
+from .http import RETRYABLE_STATUS, RetryPolicy, describe_error, short_body
 
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 MAX_PAGE_SIZE = 500
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 8  # tries per request, first one included
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-
-    def delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Full jitter on an exponential ceiling; Retry-After is a floor when given."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (failures - 1))
-        wait = random.uniform(0, ceiling)
-        return max(wait, retry_after) if retry_after is not None else wait
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection broken while reading the body (truncated response)"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timed out"
-    text = str(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "reset" in text.lower():
-        return "connection reset by peer"
-    return f"connection error ({type(exc).__name__})"
-
-
-def _short(body: bytes) -> str:
-    text = body[:300].decode("utf-8", "replace").strip()
-    if text.startswith("<"):
-        return "HTML error page"
-    return " ".join(text.split())
 
 
 class _DeferredPandas(types.ModuleType):
@@ -151,7 +109,7 @@ class DialsClient:
             ) from None
         except requests.ConnectionError as exc:
             raise ServiceError(f"cannot reach Keycloak at {s.keycloak_url}: "
-                               f"{_describe(exc)}") from None
+                               f"{describe_error(exc)}") from None
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -176,14 +134,14 @@ class DialsClient:
         for failures in range(self.policy.attempts):
             if failures:
                 time.sleep(self.policy.delay(failures, retry_after))
-            retry_after: float | None = None
+            retry_after = None
             headers = self._headers()
             try:
                 r = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
                 body = r.content
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                cause = _describe(exc)
+                cause = describe_error(exc)
                 continue
             if r.status_code == 200:
                 return body
@@ -193,10 +151,10 @@ class DialsClient:
                 continue
             if r.status_code in RETRYABLE_STATUS:
                 cause = f"HTTP {r.status_code}"
-                retry_after = _retry_after(r)
+                retry_after = http.retry_after(r)
                 continue
             raise ServiceError(f"{what or url}: DIALS answered HTTP {r.status_code}: "
-                               f"{_short(body)}")
+                               f"{short_body(body)}")
         raise ServiceError(f"{what or url}: gave up after {self.policy.attempts} attempts, "
                            f"last cause: {cause}")
 

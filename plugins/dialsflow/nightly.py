@@ -97,7 +97,7 @@ def preflight(jobs: list[Any]) -> None:
     import requests
 
     from .dials import DialsClient
-    from .dials import _describe as describe_error
+    from .http import describe_error
 
     conns = {conn_id: from_airflow(conn_id) for conn_id in CONN_IDS}
     settings = DialsSettings.from_connection(conns["dials_default"])

@@ -28,8 +28,9 @@ import orjson
 import requests
 
 from .connections import OmsSettings
-from .dials import DialsClient, RetryPolicy
+from .dials import DialsClient
 from .errors import ServiceError
+from .http import RETRYABLE_STATUS, RetryPolicy, describe_error
 from .jobs import OmsFilters
 
 log = logging.getLogger("dialsflow")
@@ -37,7 +38,8 @@ log = logging.getLogger("dialsflow")
 PAGE_LIMIT = 500  # rows per OMS page; OMS' hard limit is 100000 (oms_api.md §2)
 RUN_FIELDS = ("run_number", "fill_number", "start_time", "end_time", "stable_beam",
               "recorded_lumi", "delivered_lumi", "components", "last_lumisection_number", "era")
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+#: OMS 500s are retried too (oms_api.md §5 lists forced 500s among the failures to survive).
+OMS_RETRYABLE_STATUS = RETRYABLE_STATUS | {500}
 
 #: recorded_lumi units seen per row in `meta.row` (oms_api.md §4.1, §6.1) → factor to pb^-1.
 LUMI_UNITS = {"pb^{-1}": 1.0, "nb^{-1}": 1e-3, "{\\mu}b^{-1}": 1e-6, "ub^{-1}": 1e-6,
@@ -245,9 +247,9 @@ class DirectOms(OmsRuns):
                 body = response.content
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                cause = type(exc).__name__
+                cause = describe_error(exc)
                 continue
-            if response.status_code in RETRYABLE_STATUS:
+            if response.status_code in OMS_RETRYABLE_STATUS:
                 cause = f"HTTP {response.status_code}"
                 continue
             if response.status_code != 200:

@@ -10,6 +10,7 @@ import pytest
 from dialsflow.caf import CafClient, latest, parse_listing
 from dialsflow.connections import CafSettings
 from dialsflow.errors import ServiceError
+from dialsflow.http import RetryPolicy
 from dialsflow_emulator.process import EmulatorProcess, free_port
 from dialsflow_emulator.world import build_world, iso, utc
 
@@ -107,7 +108,7 @@ def test_transient_faults_are_retried(late):
     late.reset_stats()
     try:
         settings = CafSettings.from_connection(connection(late, "caf_default"))
-        with CafClient(settings, backoff=0.01) as caf:
+        with CafClient(settings, policy=RetryPolicy(attempts=5, base_delay=0.01)) as caf:
             certs = [caf.certification() for _ in range(4)]
     finally:
         late.set_faults(fault_rate=0.0)
@@ -124,7 +125,7 @@ def test_permanent_errors_are_one_line(emulator):
     dead = CafSettings(f"http://127.0.0.1:{free_port()}/CAF/certification", CLASS, "golden",
                        True)
     refused = r"gave up after 2 attempts, last cause: connection refused$"
-    with CafClient(dead, attempts=1, body_attempts=2, backoff=0.01) as caf, \
+    with CafClient(dead, policy=RetryPolicy(attempts=2, base_delay=0.01)) as caf, \
             pytest.raises(ServiceError, match=refused):
         caf.certification()
 

@@ -12,8 +12,8 @@ import pytest
 
 from dialsflow.connections import DbsSettings
 from dialsflow.dbs import DbsClient
-from dialsflow.dials import RetryPolicy
 from dialsflow.errors import ServiceError
+from dialsflow.http import RetryPolicy
 from dialsflow_emulator.process import EmulatorProcess
 
 from .test_check_lumis import EXPRESS, dataset_runs, ls_set
