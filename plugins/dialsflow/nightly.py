@@ -20,6 +20,7 @@ from .connections import CONN_IDS, ConnectionConfigError, DialsSettings, from_ai
 from .errors import DialsflowError, InputError, ServiceError
 from .inputs import parse_runs
 from .layout import UnitKey
+from .locks import unit_lock
 from .manifest import Manifest
 from .plan import Unit
 
@@ -205,14 +206,17 @@ def ingest(unit: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     outdir = Path(unit["output"])
     ensure_writable(outdir)
     u = to_unit(unit)
-    todo = runs_to_do(Manifest(outdir), u, force=config["force"], since=config["started"])
-    log.info("dialsflow: %s: %d runs due, %d to fetch now", u.key, len(u.runs), len(todo))
     settings = with_workspace(DialsSettings.from_connection(from_airflow("dials_default")),
                               u.key.workspace)
-    client = DialsClient(settings, pool_size=RUN_CONCURRENCY)
-    with contextlib.closing(client):
-        report = ingest_units(client, [replace(u, runs=tuple(todo))], outdir,
-                              test=config["test"], concurrency=RUN_CONCURRENCY)
+    # Under the unit's lock, "what is missing" and "fetch it" are one step: overlapping
+    # DAG runs (backfill days, a manual run beside the nightly one) never fetch a run twice.
+    with unit_lock(outdir, u.key):
+        todo = runs_to_do(Manifest(outdir), u, force=config["force"], since=config["started"])
+        log.info("dialsflow: %s: %d runs due, %d to fetch now", u.key, len(u.runs), len(todo))
+        client = DialsClient(settings, pool_size=RUN_CONCURRENCY)
+        with contextlib.closing(client):
+            report = ingest_units(client, [replace(u, runs=tuple(todo))], outdir,
+                                  test=config["test"], concurrency=RUN_CONCURRENCY)
     for failed in report.failed:
         log.error("dialsflow: failed: %s", failed.error)
     if report.failed:

@@ -17,6 +17,7 @@ import requests
 from deploy.rest import AirflowClient
 from dialsflow.jobs import load_jobs
 from dialsflow.layout import UnitKey, unit_dir
+from dialsflow.manifest import Manifest
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
@@ -103,6 +104,9 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment) -> None:
                      timeout=10).raise_for_status()
 
         # -- a two-day backfill: each day runs once --------------------------------------
+        manifest = Manifest(output / JOB)
+        units = {UnitKey(job.workspace, dataset, me) for me, _ in written}
+        before = {(k.me, e.run): e for k in units for e in manifest.entries(k)}
         t = time.monotonic()
         window = {"from_date": "2024-04-24T00:00:00Z", "to_date": "2024-04-25T06:00:00Z"}
         dry = api.request("POST", "backfills/dry_run", json={"dag_id": DAG, **window})
@@ -118,11 +122,26 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment) -> None:
         timings["backfill"] = time.monotonic() - t
         mine = _backfill_runs(api)
         assert sorted(r["logical_date"] for r in mine) == days, mine
-        assert all(r["state"] == "success" for r in mine), [(r["run_id"], r["state"])
-                                                             for r in mine]
+        assert all(r["state"] == "success" for r in mine), [
+            (r["dag_run_id"], r["state"], [(ti["task_id"], ti["map_index"], ti["state"])
+                                           for ti in api.task_instances(DAG, r["dag_run_id"])])
+            for r in mine]
         for r in mine:
             for ti in api.task_instances(DAG, r["dag_run_id"]):
                 assert ti["try_number"] == 1, (r["dag_run_id"], ti["task_id"])
+        # ... and ingests each run once: the run the failing night lost is fetched by one
+        # backfill day only; everything the first night wrote is left as it was
+        by_day = [json.loads(p.read_text()) for p in (output / JOB / "_reports").glob(
+            "backfill__*.json")]
+        assert len(by_day) == 2
+        fetched = [(i["me"], run) for rep in by_day for i in rep["ingested"]
+                   for run in i["written"]]
+        assert sorted(fetched) == sorted(set(fetched))  # nothing twice
+        assert {me for me, run in fetched if run == failing_run} <= {
+            me for me, _ in written if me.endswith("PXLayer_2")}
+        after = {(k.me, e.run): e for k in units for e in manifest.entries(k)}
+        assert all(after[key] == entry for key, entry in before.items())
+        assert set(after) == set(before) | set(fetched)
     except BaseException:
         print(started.logs())
         raise
