@@ -3,6 +3,7 @@
     .venv/bin/python deploy/local.py start  [--home DIR] [--db NAME] [--redis-db N|auto]
                                             [--port 8080] [--dags DIR] [--emulator] ...
     .venv/bin/python deploy/local.py status [--home DIR]
+    .venv/bin/python deploy/local.py restart COMPONENT [--home DIR] [--kill]
     .venv/bin/python deploy/local.py stop   [--home DIR] [--drop-db] [--purge]
 
 Same components as the compose file (api-server, scheduler, dag-processor, triggerer, one
@@ -12,6 +13,11 @@ ends exactly what `start` began. Everything a deployment owns is named by its ho
 its database, its Redis database (claimed with a key, so two deployments never share one),
 its ports (refused when busy), its secrets and admin password (files in the home, mode 600).
 A test can therefore run one beside a developer's without either noticing.
+Each component runs under `supervise`, compose's `restart: always` natively: when it exits
+by itself (the scheduler, dag-processor and triggerer exit on a lost PostgreSQL connection,
+e.g. a database restart) it is started again after a backoff. `restart` stops one
+component (SIGTERM, or SIGKILL of its whole process tree with --kill) and starts it again
+with the environment it had.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ DEFAULT_HOME = ROOT / ".airflow-local"  # git-ignored (/.airflow*/)
 POOL = "dials_api"  # must match dags/dials_ingest.py (tests/deploy checks it)
 POOL_DESCRIPTION = "DIALS API concurrency"
 STATE = "deployment.json"
+ENV_FILE = "component-env.json"  # the components' environment (secrets inside), for restart
 REDIS_CLAIM = "dialsflow:deployment"  # key marking a Redis DB as owned by one deployment home
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
@@ -66,6 +73,7 @@ class Proc:
     pid: int
     start_ticks: int  # /proc/<pid>/stat starttime: tells our process from a reused PID
     log: str
+    log_offset: int = 0  # size of the log when this process started
 
 
 @dataclass
@@ -81,6 +89,9 @@ class Deployment:
     started_at: float = 0.0
     emulator_url: str | None = None
     procs: list[Proc] = field(default_factory=list)
+    pg_port: int = PG["port"]
+    #: component → argv, so `restart` starts it again exactly as `start` did
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -149,12 +160,62 @@ def _signal_group(proc: Proc, sig: int) -> None:
             os.killpg(proc.pid, sig)
 
 
-def _spawn(name: str, cmd: list[str], env: dict[str, str], logs: Path) -> Proc:
+RESTART_MARK = "deploy-local: restart policy:"
+
+
+def _spawn(name: str, cmd: list[str], env: dict[str, str], logs: Path, *,
+           supervised: bool = False) -> Proc:
+    """Start `cmd` in a process group of its own, output appended to logs/<name>.log;
+    `supervised`: under `supervise` (restarted whenever it exits by itself)."""
     log = logs / f"{name}.log"
+    if supervised:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "supervise", name, "--", *cmd]
     with open(log, "ab") as out:
+        offset = out.tell()
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env=env, cwd=env["AIRFLOW_HOME"], start_new_session=True)
-    return Proc(name, p.pid, _start_ticks(p.pid) or 0, str(log))
+    return Proc(name, p.pid, _start_ticks(p.pid) or 0, str(log), offset)
+
+
+def supervise(name: str, cmd: list[str]) -> int:
+    """Compose's `restart: always`, natively: run `cmd` (same process group, same output)
+    and start it again whenever it exits by itself, after 1 s doubling up to 30 s (back to
+    1 s once it ran a minute). SIGTERM/SIGINT of the group (what `stop` sends) end the loop;
+    the component gets the signal itself as a member of the group."""
+    stopping = False
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    delay = 1.0
+    while True:
+        began = time.monotonic()
+        code = subprocess.Popen(cmd).wait()
+        if stopping:
+            return code
+        if time.monotonic() - began > 60:
+            delay = 1.0
+        print(f"{RESTART_MARK} {name} exited with code {code}; starting it again in "
+              f"{delay:.0f} s", flush=True)
+        deadline = time.monotonic() + delay
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if stopping:
+            return code
+        delay = min(delay * 2, 30.0)
+
+
+def _restarted(proc: Proc) -> bool:
+    """Whether the restart policy had to start the component again since `proc` began."""
+    try:
+        with open(proc.log, "rb") as fh:
+            fh.seek(proc.log_offset)
+            return RESTART_MARK.encode() in fh.read()
+    except OSError:
+        return False
 
 
 def _tail(path: str, lines: int = 25) -> str:
@@ -183,17 +244,17 @@ def _check_port(port: int, what: str) -> None:
                               "program has it; pick another with the matching flag") from None
 
 
-def _pg(dbname: str = "postgres"):
+def _pg(dbname: str = "postgres", port: int = PG["port"]):
     import psycopg2
 
-    conn = psycopg2.connect(dbname=dbname, **PG)
+    conn = psycopg2.connect(dbname=dbname, **{**PG, "port": port})
     conn.autocommit = True
     return conn
 
 
-def _fresh_database(db: str, keep: bool) -> None:
+def _fresh_database(db: str, keep: bool, port: int = PG["port"]) -> None:
     """Drop and recreate `db`, refusing when anything is connected to it (in use)."""
-    with contextlib.closing(_pg()) as conn, conn.cursor() as cur:
+    with contextlib.closing(_pg(port=port)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,))
         if cur.fetchone()[0]:
             raise DeployError(f"database {db!r} has open connections: another deployment uses "
@@ -207,8 +268,8 @@ def _fresh_database(db: str, keep: bool) -> None:
         cur.execute(f'CREATE DATABASE "{db}"')
 
 
-def _drop_database(db: str) -> None:
-    with contextlib.closing(_pg()) as conn, conn.cursor() as cur:
+def _drop_database(db: str, port: int = PG["port"]) -> None:
+    with contextlib.closing(_pg(port=port)) as conn, conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
@@ -300,7 +361,7 @@ def emulator_env(port: int) -> dict[str, str]:
 
 def airflow_env(dep: Deployment, args: argparse.Namespace, extra: dict[str, str]) -> dict[str, str]:
     """The environment every component gets: the compose file's common env, for this host."""
-    pg = f"postgres@{PG['host']}:{PG['port']}/{dep.db}"
+    pg = f"postgres@{PG['host']}:{dep.pg_port}/{dep.db}"
     home = Path(dep.home)
     # the caller's Airflow *configuration* must not leak in (a test session's AIRFLOW_HOME,
     # unit-test mode); connections and variables exported by the caller are kept
@@ -364,7 +425,7 @@ def start(args: argparse.Namespace) -> Deployment:
     dep = Deployment(home=str(home), db=db, redis_db=redis_db, port=port,
                      worker_log_port=worker_log_port, trigger_log_port=trigger_log_port,
                      dags=dags, password_file=str(home / "passwords.json"),
-                     started_at=time.time())
+                     started_at=time.time(), pg_port=args.pg_port)
     try:
         return _start(dep, args)
     except BaseException:
@@ -400,8 +461,9 @@ def _start(dep: Deployment, args: argparse.Namespace) -> Deployment:
     if not Path(dep.password_file).exists():
         _write_private(Path(dep.password_file),
                        json.dumps({"admin": args.admin_password or secrets.token_urlsafe(16)}))
-    _fresh_database(dep.db, keep=args.keep_db)
+    _fresh_database(dep.db, keep=args.keep_db, port=dep.pg_port)
     env = airflow_env(dep, args, extra)
+    _write_private(home / ENV_FILE, json.dumps(env))  # secrets inside: mode 600
     airflow = str(Path(sys.executable).parent / "airflow")
     t0 = time.monotonic()
     for cmd in (["db", "migrate"], ["pools", "set", POOL, str(args.pool_slots), POOL_DESCRIPTION]):
@@ -421,8 +483,9 @@ def _start(dep: Deployment, args: argparse.Namespace) -> Deployment:
         "celery-worker": ["celery", "worker", "--celery-hostname", f"{dep.db}@%h",
                           "--concurrency", str(args.worker_concurrency)],
     }
+    dep.commands = {name: [airflow, *cmd] for name, cmd in commands.items()}
     for name in ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker"):
-        dep.procs.append(_spawn(name, [airflow, *commands[name]], env, logs))
+        dep.procs.append(_spawn(name, dep.commands[name], env, logs, supervised=True))
         dep.save()
     _wait(lambda: _healthy(dep), args.timeout, "all components healthy", dep)
     _say(args, f"Airflow up at {dep.url} in {time.monotonic() - t0:.0f} s (user admin, "
@@ -441,14 +504,16 @@ def _healthy(dep: Deployment) -> bool:
            for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
         return False
     worker = next(p for p in dep.procs if p.name == "celery-worker")
-    return " ready." in Path(worker.log).read_text(errors="replace")
+    with open(worker.log, "rb") as fh:
+        fh.seek(worker.log_offset)
+        return b" ready." in fh.read()
 
 
 def _wait(check: Any, timeout: float, what: str, dep: Deployment) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in dep.procs:
-            if not _group_alive(p):
+            if not _group_alive(p) or _restarted(p):
                 raise DeployError(f"{p.name} exited while waiting for {what}; its log "
                                   f"{p.log} ends:\n{_tail(p.log)}")
         with contextlib.suppress(requests.RequestException, OSError, ValueError):
@@ -490,10 +555,76 @@ def stop(args: argparse.Namespace) -> None:
     if killed:
         _say(args, f"killed after {args.grace:.0f} s: {', '.join(killed)}")
     if args.drop_db or args.purge:
-        _drop_database(dep.db)
+        _drop_database(dep.db, port=dep.pg_port)
     if args.purge:
         shutil.rmtree(home)
     _say(args, f"stopped {home}" + (" (database dropped)" if args.drop_db or args.purge else ""))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children that left its process group included)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = _stat(entry.name)
+        if stat is not None and stat[0] != "Z":
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(proc: Proc) -> None:
+    """SIGKILL a component's process group and every descendant: a crash, not a stop."""
+    if not _group_alive(proc):
+        return
+    victims = [proc.pid, *_descendants(proc.pid)]
+    _signal_group(proc, signal.SIGKILL)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def restart_component(dep: Deployment, name: str, *, kill: bool = False, grace: float = 30.0,
+                      timeout: float = 120.0) -> Proc:
+    """Stop one component (SIGTERM, or SIGKILL of its tree) and start it again with the
+    environment `start` gave it; returns once it is up again (the worker: ready)."""
+    old = next((p for p in dep.procs if p.name == name), None)
+    if old is None or name not in dep.commands:
+        raise DeployError(f"no component {name!r} in {dep.home}; known: "
+                          f"{', '.join(dep.commands) or 'none (start it first)'}")
+    if kill:
+        kill_tree(old)
+    else:
+        _signal_group(old, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(old):
+        time.sleep(0.2)
+    kill_tree(old)
+    env = json.loads((Path(dep.home) / ENV_FILE).read_text())
+    new = _spawn(name, dep.commands[name], env, Path(old.log).parent, supervised=True)
+    dep.procs = [new if p is old else p for p in dep.procs]
+    dep.save()
+
+    def up() -> bool:
+        if name != "celery-worker":
+            return _healthy(dep)
+        with open(new.log, "rb") as fh:
+            fh.seek(new.log_offset)
+            return b" ready." in fh.read()
+
+    _wait(up, timeout, f"{name} up again", dep)
+    return new
+
+
+def restart(args: argparse.Namespace) -> None:
+    dep = Deployment.load(Path(args.home).resolve())
+    if dep is None or not dep.procs:
+        raise DeployError(f"no running deployment in {Path(args.home).resolve()}")
+    new = restart_component(dep, args.component, kill=args.kill, grace=args.grace)
+    _say(args, f"{args.component} restarted (pid {new.pid})")
 
 
 def status(args: argparse.Namespace) -> int:
@@ -532,6 +663,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("start", parents=[home], help="create a fresh DB and start everything")
     s.add_argument("--db", default="dialsflow_airflow", help="PostgreSQL database (recreated)")
     s.add_argument("--keep-db", action="store_true", help="reuse the database if it exists")
+    s.add_argument("--pg-port", type=int, default=int(os.environ.get("DIALSFLOW_PG_PORT",
+                                                                        PG["port"])),
+                   help="PostgreSQL port on 127.0.0.1 (default 5432 or $DIALSFLOW_PG_PORT)")
     s.add_argument("--redis-db", default="auto", help="Redis DB number, or auto (first free)")
     s.add_argument("--port", type=int, default=8080, help="api-server port (0 = any free)")
     s.add_argument("--host", default="127.0.0.1", help="api-server bind address")
@@ -559,6 +693,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-db", action="store_true", help="drop its PostgreSQL database")
     t.add_argument("--purge", action="store_true", help="--drop-db and delete the home folder")
     sub.add_parser("status", parents=[home], help="processes and API health")
+    r = sub.add_parser("restart", parents=[home], help="stop one component and start it again")
+    r.add_argument("component", choices=COMPONENTS)
+    r.add_argument("--kill", action="store_true",
+                   help="SIGKILL its whole process tree (a crash) instead of SIGTERM")
+    r.add_argument("--grace", type=float, default=30, help="seconds before SIGKILL")
+    v = sub.add_parser("supervise", help="(internal) run a component under the restart policy")
+    v.add_argument("name")
+    v.add_argument("cmd", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -569,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
             start(args)
         elif args.command == "stop":
             stop(args)
+        elif args.command == "restart":
+            restart(args)
+        elif args.command == "supervise":
+            return supervise(args.name, args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
         else:
             return status(args)
     except DeployError as exc:

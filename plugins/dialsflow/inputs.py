@@ -34,6 +34,8 @@ def read_json(path: Path, what: str, hint: str = "") -> Any:
         raise InputError(f"{what} file is a directory: {path}") from None
     except orjson.JSONDecodeError as exc:
         raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
+    except OSError as exc:  # name too long, permission denied, ...
+        raise InputError(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def check_regex(pattern: str, what: str) -> None:

@@ -235,13 +235,15 @@ def _patterns(at: _Where, jobs_path: Path, field: str, value: Any,
               what: str) -> tuple[Path, list[str]]:
     if not isinstance(value, str) or not value.strip():
         raise at.error(field, f"must be a file name (string), not {_type(value)}")
-    file = Path(value).expanduser()
-    if not file.is_absolute():
-        file = jobs_path.parent / file
     try:
+        file = Path(value).expanduser()
+        if not file.is_absolute():
+            file = jobs_path.parent / file
         return file.resolve(), load_patterns(file, what)
     except InputError as exc:
         raise at.error(field, str(exc)) from None
+    except (ValueError, RuntimeError) as exc:  # a NUL byte; ~user that does not exist
+        raise at.error(field, f"{value!r} is not a usable path: {exc}") from None
 
 
 def _output(at: _Where, value: Any) -> Path:
@@ -250,8 +252,11 @@ def _output(at: _Where, value: Any) -> Path:
     if "://" in value:
         raise at.error("output", f"{value!r}: only local paths are supported so far "
                        "(mount EOS, or use a path)")
-    p = Path(value).expanduser()
-    return (p if p.is_absolute() else output_root() / p).resolve()
+    try:
+        p = Path(value).expanduser()
+        return (p if p.is_absolute() else output_root() / p).resolve()
+    except (ValueError, RuntimeError) as exc:  # a NUL byte; ~user that does not exist
+        raise at.error("output", f"{value!r} is not a usable path: {exc}") from None
 
 
 def _certification(at: _Where, raw: Mapping) -> Certification:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,103 @@ def test_unusable_names_are_refused():
     for bad in ("..", "a/b", "%zz", "%2f"):
         with pytest.raises(UnsafeNameError):
             decode_name(bad)
+
+
+# ---- every path dialsflow derives from a name: real writes, jobs files, report names ------
+
+LONG = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=60,
+               max_size=300)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return [Path(root) / f for root, _, files in os.walk(folder) for f in files]
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(ws=HOSTILE, dataset=st.one_of(HOSTILE, LONG), me=st.one_of(HOSTILE, LONG),
+       run=st.integers(min_value=0, max_value=10**9))
+def test_parquet_and_manifest_writes_stay_under_outdir(ws, dataset, me, run):
+    """Real files: a run's parquet (published through its temporary file), its manifest
+    entry and the unit's lock land in OUTDIR/<3 components>/, OUTDIR/_manifest/<3>/ and
+    OUTDIR/_locks/<2>/, or the name is refused before anything is written."""
+    import tempfile
+
+    from dialsflow import atomic
+    from dialsflow.locks import LOCKS_DIR, unit_lock
+    from dialsflow.manifest import MANIFEST_DIR, Manifest, RunEntry
+
+    with tempfile.TemporaryDirectory() as top:
+        outdir = Path(top) / "out"
+        key = UnitKey(ws, dataset, me)
+        try:
+            target = run_file(outdir, key, run)
+        except UnsafeNameError:
+            assert not Path(top, "out").exists()
+            return
+        assert atomic.temp_path(target).parent == target.parent
+        with unit_lock(outdir, key):
+            atomic.write_bytes(target, b"PAR1")
+            Manifest(outdir).record(RunEntry(ws, dataset, 1, me, 2, 1, run, 0, [], 4,
+                                             "0" * 64, "2024-04-25T00:00:00Z", True))
+        assert Manifest(outdir).is_complete(key, run)
+        files = _files_under(Path(top))
+        assert len(files) == 3  # parquet, manifest entry, lock
+        for f in files:
+            rel = f.relative_to(outdir).parts  # raises if the file is outside OUTDIR
+            assert ".." not in rel and len(rel) == (5 if rel[0] == MANIFEST_DIR else 4)
+            assert rel[0] in (MANIFEST_DIR, LOCKS_DIR) or rel[-1] == target.name
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(HOSTILE, LONG))
+def test_report_names_are_one_component(run_id):
+    """DAG run ids are user input (REST trigger): the completeness report's file name
+    derived from one never leaves OUTDIR/_reports."""
+    from dialsflow.nightly import REPORTS_DIR, safe_run_id
+
+    name = f"{safe_run_id(run_id)}.json"
+    assert "/" not in name and "\x00" not in name and name not in (".", "..")
+    base = Path("/srv/out") / REPORTS_DIR
+    assert Path(os.path.normpath(base / name)).parent == base
+
+
+CONFIG_TEXT = st.one_of(HOSTILE, LONG, st.sampled_from(
+    ["/abs/out", "../../etc", "~", "~nobody-here/x", "rel/out", "a\x00b", "s3://bucket/x",
+     "x" * 300, "./.", "out/../../.."]))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(name=CONFIG_TEXT, workspace=CONFIG_TEXT, output=CONFIG_TEXT, datasets=CONFIG_TEXT)
+def test_hostile_jobs_files_fail_with_one_line_or_stay_safe(tmp_path_factory, name,
+                                                             workspace, output, datasets):
+    """A jobs file with hostile names and paths is refused with an `InputError` naming the
+    file (no traceback of another kind), or gives a job whose name and workspace are plain names;
+    an output without '..' parts stays under its root (absolute outputs are the operator's
+    choice, by design)."""
+    import orjson
+
+    from dialsflow.errors import InputError
+    from dialsflow.jobs import load_jobs, output_root
+
+    folder = tmp_path_factory.mktemp("jobs")
+    (folder / "mes.json").write_bytes(b'["charge$"]')
+    (folder / "ds.json").write_bytes(b'["/ZeroBias/"]')
+    for field, value in (("name", name), ("workspace", workspace), ("output", output),
+                         ("datasets_file", datasets)):
+        good = {"name": "ok", "workspace": "tracker", "output": "out",
+                "datasets_file": "ds.json"}
+        job = {**good, field: value, "mes_file": "mes.json", "lookback_days": 1,
+               "completeness_tolerance": 0.1}
+        path = folder / "jobs.json"
+        path.write_bytes(orjson.dumps({"jobs": [job]}))
+        try:
+            loaded = next(iter(load_jobs(path).values()))
+        except InputError as exc:
+            assert str(exc).startswith(f"jobs file {path}")
+            continue
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", loaded.name)
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", loaded.workspace)
+        assert loaded.output.is_absolute()
+        if field == "output" and not Path(value).is_absolute() and ".." not in \
+                Path(value).parts and not value.startswith("~"):
+            assert loaded.output.is_relative_to(output_root().resolve()), value
