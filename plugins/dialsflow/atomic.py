@@ -53,12 +53,27 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 
 def sweep_temporaries(folder: Path) -> int:
-    """Remove temporary files left by killed writers; returns how many."""
+    """Remove temporary files left by killed writers; returns how many. A file whose writer
+    is a live process of this host is left alone (its name carries the writer's PID)."""
     removed = 0
     if folder.is_dir():
         for p in folder.iterdir():
-            if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX):
+            if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) \
+                    and not _writer_alive(p.name):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
                     removed += 1
     return removed
+
+
+def _writer_alive(name: str) -> bool:
+    pid = name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True

@@ -178,6 +178,7 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
     report = FetchReport()
     for unit in units:
         atomic.sweep_temporaries(unit_dir(outdir, unit.key))
+        manifest.sweep_temporaries(unit.key)
         tasks.extend((unit, run) for run in unit.runs)
     progress = Progress(len(tasks), {u.key: len(u.runs) for u in units})
     notify = on_result or progress

@@ -96,6 +96,10 @@ class Manifest:
             if p.suffix == ".json" and RUN_FILE.fullmatch(p.stem + ".parquet"):
                 yield RunEntry(**orjson.loads(p.read_bytes()))
 
+    def sweep_temporaries(self, key: UnitKey) -> int:
+        """Remove entries half-written by killed writers of this unit; returns how many."""
+        return atomic.sweep_temporaries(self._dir(key))
+
     def forget(self, key: UnitKey, run: int) -> None:
         """Drop a run's entry first (so it no longer counts), before its file is replaced."""
         self._path(key, run).unlink(missing_ok=True)
