@@ -97,6 +97,7 @@ def preflight(jobs: list[Any]) -> None:
     in a connection fails this first task with one line instead of every mapped task."""
     import requests
 
+    from .connections import DbsSettings
     from .dials import DialsClient
     from .http import describe_error
 
@@ -111,10 +112,12 @@ def preflight(jobs: list[Any]) -> None:
         if job.workspace not in known:
             raise InputError(f"job {job.name!r}: DIALS has no workspace {job.workspace!r}; "
                              f"known: {', '.join(known)}")
+    dbs_cert = DbsSettings.from_connection(conns["dbs_default"]).cert  # cmsweb wants it
     for conn_id in ("oms_default", "dbs_default", "caf_default"):
         conn = conns[conn_id]
         try:
-            requests.get(conn.host, timeout=20, verify=conn.verify())
+            requests.get(conn.host, timeout=20, verify=conn.verify(),
+                         cert=dbs_cert if conn_id == "dbs_default" else None)
         except requests.RequestException as exc:
             raise ServiceError(f"cannot reach {conn.host} ({conn_id}): {describe_error(exc)}; "
                                "check the connection's host") from None
