@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from .connections import CONN_IDS, ConnectionConfigError, DialsSettings, from_airflow
+from .discovery import unit_from_dict
 from .errors import DialsflowError, InputError, ServiceError
 from .inputs import parse_runs
-from .layout import UnitKey
 from .locks import unit_lock
 from .manifest import Manifest
 from .plan import Unit
@@ -184,11 +184,6 @@ def unit_label(unit: dict[str, Any]) -> str:
     return f"{unit['job']}: {unit['dataset']} × {unit['me'].rsplit('/', 1)[-1]}"
 
 
-def to_unit(unit: dict[str, Any]) -> Unit:
-    return Unit(UnitKey(unit["workspace"], unit["dataset"], unit["me"]), int(unit["dataset_id"]),
-                int(unit["me_id"]), int(unit["dim"]), tuple(int(r) for r in unit["runs"]))
-
-
 def runs_to_do(manifest: Manifest, unit: Unit, *, force: bool, since: str) -> list[int]:
     """Runs still missing. On a retry of a forced run, runs re-ingested by this DAG run
     (entry written after it started) are kept: retries resume instead of restarting."""
@@ -208,7 +203,7 @@ def ingest(unit: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
 
     outdir = Path(unit["output"])
     ensure_writable(outdir)
-    u = to_unit(unit)
+    u = unit_from_dict(unit)
     settings = with_workspace(DialsSettings.from_connection(from_airflow("dials_default")),
                               u.key.workspace)
     # Under the unit's lock, "what is missing" and "fetch it" are one step: overlapping
@@ -277,7 +272,7 @@ def judge_job(name: str, config: dict[str, Any], plan: dict[str, Any],
     mine = [u for u in plan["checks"] if u["job"] == name]
     fetched = {(r["dataset"], r["me"]) for r in results if r and r.get("job") == name}
     failed_units = [u for u in mine if u["runs"] and (u["dataset"], u["me"]) not in fetched]
-    scope = {to_unit(u).key: frozenset([*u["runs"], *u["complete"]]) for u in mine}
+    scope = {unit_from_dict(u).key: frozenset([*u["runs"], *u["complete"]]) for u in mine}
     report = None
     if scope:
         dials_base = DialsSettings.from_connection(from_airflow("dials_default"))

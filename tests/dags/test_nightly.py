@@ -7,9 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from dialsflow.completeness import CompletenessReport, RunCheck
+from dialsflow.discovery import unit_from_dict
 from dialsflow.layout import UnitKey, run_file
 from dialsflow.manifest import Manifest, RunEntry
-from dialsflow.nightly import judge, runs_to_do, safe_run_id, to_unit, unit_label, window
+from dialsflow.nightly import judge, runs_to_do, safe_run_id, unit_label, window
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO",
               "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1")
@@ -69,7 +70,7 @@ def test_retries_resume_and_forced_retries_keep_tonights_work(tmp_path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"abcd")
         manifest.record(entry(run, when))
-    unit = to_unit(UNIT)
+    unit = unit_from_dict(UNIT)
     started = "2026-11-25T03:00:00Z"
     assert runs_to_do(manifest, unit, force=False, since=started) == [3]
     assert runs_to_do(manifest, unit, force=True, since=started) == [1, 3]
