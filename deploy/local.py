@@ -1,7 +1,8 @@
 """The production topology (docker-compose.yaml) natively, without Docker: for developers and tests.
 
     .venv/bin/python deploy/local.py start  [--home DIR] [--db NAME] [--redis-db N|auto]
-                                            [--port 8080] [--dags DIR] [--emulator] ...
+                                            [--executor celery|local] [--port 8080]
+                                            [--dags DIR] [--emulator] ...
     .venv/bin/python deploy/local.py status [--home DIR]
     .venv/bin/python deploy/local.py restart COMPONENT [--home DIR] [--kill]
     .venv/bin/python deploy/local.py stop   [--home DIR] [--drop-db] [--purge]
@@ -13,6 +14,8 @@ ends exactly what `start` began. Everything a deployment owns is named by its ho
 its database, its Redis database (claimed with a key, so two deployments never share one),
 its ports (refused when busy), its secrets and admin password (files in the home, mode 600).
 A test can therefore run one beside a developer's without either noticing.
+`--executor local` runs the same on the LocalExecutor: no broker and no Celery worker, the
+scheduler runs tasks in its own worker processes (a single-host deployment).
 Each component runs under `supervise`, compose's `restart: always` natively: when it exits
 by itself (the scheduler, dag-processor and triggerer exit on a lost PostgreSQL connection,
 e.g. a database restart) it is started again after a backoff. `restart` stops one
@@ -80,7 +83,7 @@ class Proc:
 class Deployment:
     home: str
     db: str
-    redis_db: int
+    redis_db: int | None  # None with the LocalExecutor (no broker)
     port: int
     worker_log_port: int
     trigger_log_port: int
@@ -92,6 +95,7 @@ class Deployment:
     pg_port: int = PG["port"]
     #: component → argv, so `restart` starts it again exactly as `start` did
     commands: dict[str, list[str]] = field(default_factory=dict)
+    executor: str = "celery"  # celery (production) | local (one host, no broker)
 
     @property
     def url(self) -> str:
@@ -374,12 +378,7 @@ def airflow_env(dep: Deployment, args: argparse.Namespace, extra: dict[str, str]
         "AIRFLOW__CORE__DAGS_FOLDER": dep.dags,
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg}",
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{dep.redis_db}",
-        # explicit driver: SQLAlchemy 2.1 defaults postgresql:// to psycopg 3, not installed
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{pg}",
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(args.worker_concurrency),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{dep.url}/execution/",
         "AIRFLOW__API__PORT": str(dep.port),
         "AIRFLOW__API__BASE_URL": dep.url,
@@ -393,6 +392,17 @@ def airflow_env(dep: Deployment, args: argparse.Namespace, extra: dict[str, str]
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",  # 2 shared cores
         "DIALSFLOW_OUTPUT_ROOT": str(Path(args.output or home / "output").resolve()),
     })
+    if dep.executor == "celery":
+        env.update({
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{dep.redis_db}",
+            # explicit driver: SQLAlchemy 2.1 takes postgresql:// as psycopg 3, not installed
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{pg}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(args.worker_concurrency),
+        })
+    else:  # the scheduler runs the tasks itself, in this many worker processes
+        env.update({"AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": str(args.worker_concurrency)})
     if args.jobs_file:
         env["DIALSFLOW_JOBS_FILE"] = str(Path(args.jobs_file).resolve())
     env.update(_secrets(home))
@@ -421,11 +431,12 @@ def start(args: argparse.Namespace) -> Deployment:
     dags = str(Path(args.dags).resolve())
     if not Path(dags).is_dir():
         raise DeployError(f"--dags {dags}: not a folder")
-    redis_db = _claim_redis_db(str(args.redis_db), str(home))
+    redis_db = (_claim_redis_db(str(args.redis_db), str(home)) if args.executor == "celery"
+                else None)
     dep = Deployment(home=str(home), db=db, redis_db=redis_db, port=port,
                      worker_log_port=worker_log_port, trigger_log_port=trigger_log_port,
                      dags=dags, password_file=str(home / "passwords.json"),
-                     started_at=time.time(), pg_port=args.pg_port)
+                     started_at=time.time(), pg_port=args.pg_port, executor=args.executor)
     try:
         return _start(dep, args)
     except BaseException:
@@ -483,8 +494,10 @@ def _start(dep: Deployment, args: argparse.Namespace) -> Deployment:
         "celery-worker": ["celery", "worker", "--celery-hostname", f"{dep.db}@%h",
                           "--concurrency", str(args.worker_concurrency)],
     }
+    if dep.executor != "celery":
+        del commands["celery-worker"]
     dep.commands = {name: [airflow, *cmd] for name, cmd in commands.items()}
-    for name in ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker"):
+    for name in commands:
         dep.procs.append(_spawn(name, dep.commands[name], env, logs, supervised=True))
         dep.save()
     _wait(lambda: _healthy(dep), args.timeout, "all components healthy", dep)
@@ -495,7 +508,7 @@ def _start(dep: Deployment, args: argparse.Namespace) -> Deployment:
 
 def _healthy(dep: Deployment) -> bool:
     """API health says metadatabase, scheduler, triggerer and dag-processor are healthy,
-    and the Celery worker logged that it is ready."""
+    and the Celery worker (if any) logged that it is ready."""
     r = requests.get(f"{dep.url}/api/v2/monitor/health", timeout=3)
     if not r.ok:
         return False
@@ -503,7 +516,9 @@ def _healthy(dep: Deployment) -> bool:
     if any(health.get(k, {}).get("status") != "healthy"
            for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
         return False
-    worker = next(p for p in dep.procs if p.name == "celery-worker")
+    worker = next((p for p in dep.procs if p.name == "celery-worker"), None)
+    if worker is None:
+        return True
     with open(worker.log, "rb") as fh:
         fh.seek(worker.log_offset)
         return b" ready." in fh.read()
@@ -537,8 +552,9 @@ def stop_deployment(dep: Deployment, grace: float = 30.0) -> list[str]:
     killed = [p.name for p in procs if _group_alive(p)]
     for p in procs:
         _signal_group(p, signal.SIGKILL)
-    with contextlib.suppress(Exception):  # Redis being down must not block a stop
-        _release_redis_db(dep.redis_db, dep.home)
+    if dep.redis_db is not None:
+        with contextlib.suppress(Exception):  # Redis being down must not block a stop
+            _release_redis_db(dep.redis_db, dep.home)
     dep.procs = []
     if (Path(dep.home) / STATE).exists() or Path(dep.home).is_dir():
         dep.save()
@@ -632,7 +648,8 @@ def status(args: argparse.Namespace) -> int:
     if dep is None or not dep.procs:
         print(f"not running ({Path(args.home).resolve()})")
         return 1
-    print(f"{dep.url}  db={dep.db}  redis-db={dep.redis_db}  home={dep.home}")
+    broker = f"redis-db={dep.redis_db}" if dep.redis_db is not None else "no broker"
+    print(f"{dep.url}  {dep.executor} executor  db={dep.db}  {broker}  home={dep.home}")
     up = True
     for p in dep.procs:
         alive = _group_alive(p)
@@ -666,6 +683,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--pg-port", type=int, default=int(os.environ.get("DIALSFLOW_PG_PORT",
                                                                         PG["port"])),
                    help="PostgreSQL port on 127.0.0.1 (default 5432 or $DIALSFLOW_PG_PORT)")
+    s.add_argument("--executor", choices=("celery", "local"), default="celery",
+                   help="celery: Redis broker + Celery worker, as in production (default); "
+                        "local: LocalExecutor, tasks run by the scheduler's own workers")
     s.add_argument("--redis-db", default="auto", help="Redis DB number, or auto (first free)")
     s.add_argument("--port", type=int, default=8080, help="api-server port (0 = any free)")
     s.add_argument("--host", default="127.0.0.1", help="api-server bind address")
@@ -675,7 +695,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs-file", help="DIALSFLOW_JOBS_FILE (default: dialsflow's)")
     s.add_argument("--output", help="DIALSFLOW_OUTPUT_ROOT (default HOME/output)")
     s.add_argument("--pool-slots", type=int, default=4, help=f"slots of the {POOL} pool")
-    s.add_argument("--worker-concurrency", type=int, default=4)
+    s.add_argument("--worker-concurrency", type=int, default=4,
+                   help="task slots: Celery worker concurrency, or LocalExecutor parallelism")
     s.add_argument("--connections-env", help="env file with AIRFLOW_CONN_* lines")
     s.add_argument("--emulator", action="store_true",
                    help="start a dialsflow emulator and use its connections")
