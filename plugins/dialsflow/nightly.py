@@ -15,13 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import requests
 
-from .connections import CONN_IDS, ConnectionConfigError, DialsSettings, from_airflow
+from . import atomic, discovery
+from .caf import CafClient
+from .completeness import check_units
+from .connections import (
+    CONN_IDS,
+    CafSettings,
+    ConnectionConfigError,
+    DbsSettings,
+    DialsSettings,
+    OmsSettings,
+    from_airflow,
+)
+from .dbs import DbsClient
+from .dials import DialsClient
 from .discovery import unit_from_dict
 from .errors import DialsflowError, InputError, ServiceError
+from .fetch import ensure_writable, with_workspace
+from .http import describe_error
+from .ingest import ingest_units
 from .inputs import parse_runs
+from .jobs import Job, select_jobs
 from .locks import unit_lock
 from .manifest import Manifest
+from .oms import oms_client
 from .plan import Unit
 
 log = logging.getLogger("dialsflow")
@@ -66,8 +85,6 @@ def load_config(context: dict[str, Any]) -> dict[str, Any]:
 
     Returns the run's configuration (small, secret-free) for the other tasks.
     """
-    from .jobs import select_jobs
-
     params = context["params"]
     jobs = select_jobs(list(params.get("jobs") or []))
     wanted = [job.name for job in jobs]
@@ -95,12 +112,6 @@ def load_config(context: dict[str, Any]) -> dict[str, Any]:
 def preflight(jobs: list[Any]) -> None:
     """Every connection defined and every service answering, before work is split: a typo
     in a connection fails this first task with one line instead of every mapped task."""
-    import requests
-
-    from .connections import DbsSettings
-    from .dials import DialsClient
-    from .http import describe_error
-
     conns = {conn_id: from_airflow(conn_id) for conn_id in CONN_IDS}
     settings = DialsSettings.from_connection(conns["dials_default"])
     client = DialsClient(settings)  # obtains a token: wrong credentials fail here
@@ -129,17 +140,8 @@ def preflight(jobs: list[Any]) -> None:
 def discover(config: dict[str, Any]) -> dict[str, Any]:
     """Per job, what is due; returns {"units": mapped-task kwargs (units with due runs),
     "checks": every unit with its due and already complete runs, "plans": per-job notes}."""
-    from . import discovery
-    from .caf import CafClient
-    from .connections import CafSettings, OmsSettings
-    from .dials import DialsClient
-    from .fetch import with_workspace
-    from .jobs import select_jobs
-    from .oms import oms_client
-
     start, end = (_utc(t) for t in config["window"])
     selection = parse_runs(config["runs"])
-    dials_base = DialsSettings.from_connection(from_airflow("dials_default"))
     oms_settings = OmsSettings.from_connection(from_airflow("oms_default"))
     caf_base = CafSettings.from_connection(from_airflow("caf_default"))
     units: list[dict[str, Any]] = []
@@ -147,7 +149,7 @@ def discover(config: dict[str, Any]) -> dict[str, Any]:
     plans: list[dict[str, Any]] = []
     for job in select_jobs(config["jobs"]):
         with contextlib.ExitStack() as stack:
-            dials = DialsClient(with_workspace(dials_base, job.workspace))
+            dials = _dials_client(job.workspace)
             stack.callback(dials.close)
             oms = oms_client(oms_settings, dials)
             stack.callback(oms.close)
@@ -176,6 +178,12 @@ def _check_map_length(n: int) -> None:
                          f"({limit}): split the jobs or raise AIRFLOW__CORE__MAX_MAP_LENGTH")
 
 
+def _dials_client(workspace: str, **kwargs: Any) -> DialsClient:
+    """A DIALS client for one workspace, from the `dials_default` connection."""
+    settings = DialsSettings.from_connection(from_airflow("dials_default"))
+    return DialsClient(with_workspace(settings, workspace), **kwargs)
+
+
 # ---- ingest ---------------------------------------------------------------------------------
 
 
@@ -197,21 +205,15 @@ def runs_to_do(manifest: Manifest, unit: Unit, *, force: bool, since: str) -> li
 
 def ingest(unit: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Fetch the unit's due runs into parquet; raise naming every run that failed."""
-    from .dials import DialsClient
-    from .fetch import ensure_writable, with_workspace
-    from .ingest import ingest_units
-
     outdir = Path(unit["output"])
     ensure_writable(outdir)
     u = unit_from_dict(unit)
-    settings = with_workspace(DialsSettings.from_connection(from_airflow("dials_default")),
-                              u.key.workspace)
     # Under the unit's lock, "what is missing" and "fetch it" are one step: overlapping
     # DAG runs (backfill days, a manual run beside the nightly one) never fetch a run twice.
     with unit_lock(outdir, u.key):
         todo = runs_to_do(Manifest(outdir), u, force=config["force"], since=config["started"])
         log.info("dialsflow: %s: %d runs due, %d to fetch now", u.key, len(u.runs), len(todo))
-        client = DialsClient(settings, pool_size=RUN_CONCURRENCY)
+        client = _dials_client(u.key.workspace, pool_size=RUN_CONCURRENCY)
         with contextlib.closing(client):
             report = ingest_units(client, [replace(u, runs=tuple(todo))], outdir,
                                   test=config["test"], concurrency=RUN_CONCURRENCY)
@@ -241,7 +243,17 @@ def completeness(config: dict[str, Any] | None, plan: dict[str, Any] | None,
     if config is None or plan is None:
         step = "load_config" if config is None else "discover"
         raise CompletenessFailed(f"nothing to check: {step} failed (see its log)")
-    verdicts = {name: judge_job(name, config, plan, results) for name in config["jobs"]}
+    jobs = select_jobs(config["jobs"])
+    with contextlib.ExitStack() as stack:
+        # One DBS client, and one DIALS client per workspace with something to check, for
+        # all jobs.
+        dbs = stack.enter_context(DbsClient(
+            DbsSettings.from_connection(from_airflow("dbs_default"))))
+        busy = {u["job"] for u in plan["checks"]}
+        dials = {ws: stack.enter_context(contextlib.closing(_dials_client(ws)))
+                 for ws in sorted({j.workspace for j in jobs if j.name in busy})}
+        verdicts = {job.name: judge_job(job, config, plan, results, dbs, dials)
+                    for job in jobs}
     failed = {name: v for name, v in verdicts.items() if v["failures"]}
     for name, verdict in verdicts.items():
         log.info("dialsflow: job %s: %s", name, verdict["verdict"])
@@ -257,31 +269,20 @@ def _first(failures: list[str], n: int = 3) -> str:
     return "; ".join(failures[:n]) + more
 
 
-def judge_job(name: str, config: dict[str, Any], plan: dict[str, Any],
-              results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One job's completeness report and verdict (written to disk, returned as a summary)."""
-    from . import atomic
-    from .completeness import check_units
-    from .connections import DbsSettings
-    from .dbs import DbsClient
-    from .dials import DialsClient
-    from .fetch import with_workspace
-    from .jobs import get_job
-
-    job = get_job(name)
+def judge_job(job: Job, config: dict[str, Any], plan: dict[str, Any],
+              results: list[dict[str, Any]], dbs: DbsClient,
+              dials: dict[str, DialsClient]) -> dict[str, Any]:
+    """One job's completeness report and verdict (written to disk, returned as a summary);
+    `dials` holds a client for the job's workspace when the job has units to check."""
+    name = job.name
     mine = [u for u in plan["checks"] if u["job"] == name]
-    fetched = {(r["dataset"], r["me"]) for r in results if r and r.get("job") == name}
+    ingested = [r for r in results if r and r.get("job") == name]
+    fetched = {(r["dataset"], r["me"]) for r in ingested}
     failed_units = [u for u in mine if u["runs"] and (u["dataset"], u["me"]) not in fetched]
     scope = {unit_from_dict(u).key: frozenset([*u["runs"], *u["complete"]]) for u in mine}
     report = None
     if scope:
-        dials_base = DialsSettings.from_connection(from_airflow("dials_default"))
-        with contextlib.ExitStack() as stack:
-            dbs = stack.enter_context(DbsClient(
-                DbsSettings.from_connection(from_airflow("dbs_default"))))
-            dials = DialsClient(with_workspace(dials_base, job.workspace))
-            stack.callback(dials.close)
-            report = check_units(job.output, scope, dbs, {job.workspace: dials})
+        report = check_units(job.output, scope, dbs, dials)
         log.info("dialsflow: completeness of job %s (DBS vs DIALS vs parquet):\n%s", name,
                  report.render_table())
     failures = judge(report, failed_units, job.completeness_tolerance, test=config["test"])
@@ -296,7 +297,7 @@ def judge_job(name: str, config: dict[str, Any], plan: dict[str, Any],
         "tolerance": job.completeness_tolerance,
         "failed_units": [{"dataset": u["dataset"], "me": u["me"], "runs": u["runs"]}
                          for u in failed_units],
-        "ingested": [r for r in results if r and r.get("job") == name],
+        "ingested": ingested,
         "certification": job_plan.get("certification"),
         "pending": job_plan.get("pending", []), "skipped": job_plan.get("skipped", []),
         "completeness": report.to_json() if report is not None else None,
