@@ -29,13 +29,12 @@ import pyarrow.parquet as pq
 from .dbs import DbsClient
 from .dials import DialsClient
 from .errors import InputError, ServiceError
-from .inputs import run_selected
+from .inputs import RunSelection, run_selected
 from .layout import RUN_FILE, UnitKey, run_file, unit_dir
 from .lumis import LumiMap, format_ranges, to_ranges
 
 log = logging.getLogger("dialsflow")
 
-RunSelection = tuple[int, int] | frozenset[int] | None  # as `inputs.parse_runs` gives
 EMPTY: frozenset[int] = frozenset()
 
 
@@ -313,17 +312,17 @@ def select_units(found: Iterable[UnitKey], dataset_patterns: list[str],
     return [k for k in chosen if any(re.search(p, k.me) for p in me_patterns)]
 
 
-def _selected(lumis: LumiMap, selection: RunSelection) -> LumiMap:
+def _selected(lumis: LumiMap, selection: RunSelection | None) -> LumiMap:
     return {run: ls for run, ls in lumis.items() if run_selected(run, selection)}
 
 
-def _dbs_runs(selection: RunSelection) -> Iterable[int] | None:
+def _dbs_runs(selection: RunSelection | None) -> Iterable[int] | None:
     if isinstance(selection, tuple):
         return range(selection[0], selection[1] + 1)
     return selection
 
 
-def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection], dbs: DbsClient,
+def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection | None], dbs: DbsClient,
                 dials: Mapping[str, DialsClient] | None = None) -> CompletenessReport:
     """Compare DBS, parquet and (with `dials`: DIALS client per workspace) LS sets.
 
@@ -331,7 +330,7 @@ def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection], dbs: 
     unit's run selection (None = all). DBS is asked once per dataset, DIALS once per
     workspace × dataset, parquet files read one column each.
     """
-    dbs_cache: dict[tuple[str, RunSelection], LumiMap] = {}
+    dbs_cache: dict[tuple[str, RunSelection | None], LumiMap] = {}
     plan: list[tuple[UnitKey, LumiMap, list[int]]] = []
     for key, selection in units.items():
         if (key.dataset, selection) not in dbs_cache:

@@ -185,8 +185,8 @@ class DialsClient:
                 if token is not None:
                     query = {**query, "next_token": token}
                     if target_bytes and results:
-                        query["page_size"] = max(1, min(MAX_PAGE_SIZE, int(
-                            target_bytes * len(results) / nbytes)))
+                        query["page_size"] = rows_for_bytes(target_bytes, len(results),
+                                                            nbytes)
                     if prefetch:
                         ahead = self._background().submit(self.get, endpoint, query, what=what)
                 yield results, nbytes
@@ -215,6 +215,12 @@ class DialsClient:
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True)
         self.session.close()
+
+
+def rows_for_bytes(target_bytes: int, rows: int, nbytes: int) -> int:
+    """Rows per page (1..MAX_PAGE_SIZE) that weigh about `target_bytes`, given that `rows`
+    rows weighed `nbytes`."""
+    return max(1, min(MAX_PAGE_SIZE, int(target_bytes * rows / nbytes)))
 
 
 def _next_token(next_url: str | None) -> str | None:

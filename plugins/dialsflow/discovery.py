@@ -27,13 +27,12 @@ from typing import Any
 from .caf import CafClient, Certification
 from .dials import DialsClient
 from .errors import InputError
+from .inputs import RunSelection
 from .jobs import Job
 from .layout import UnitKey
 from .manifest import Manifest
 from .oms import OmsRun, OmsRuns, oms_time, split_by_filters, utc
 from .plan import Unit, expand_datasets, expand_mes
-
-RunSelection = tuple[int, int] | frozenset[int]
 
 #: DIALS file-index statuses of files still being ingested (dials_api.md §2.2).
 IN_FLIGHT = ("PENDING", "STARTED")

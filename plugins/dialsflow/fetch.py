@@ -13,6 +13,7 @@ from .connections import DialsSettings
 from .dials import DialsClient
 from .errors import InputError
 from .ingest import FetchReport, ingest_units
+from .inputs import RunSelection
 from .plan import Unit, plan_units
 
 log = logging.getLogger("dialsflow")
@@ -38,7 +39,7 @@ def with_workspace(settings: DialsSettings, workspace: str | None) -> DialsSetti
 
 
 def plan(client: DialsClient, datasets: list[str], mes: list[str], *, me_type: str = "auto",
-         runs: tuple[int, int] | frozenset[int] | None = None) -> list[Unit]:
+         runs: RunSelection | None = None) -> list[Unit]:
     units = plan_units(client, datasets, mes, me_type, runs,
                        client.settings.workspace or DEFAULT_WORKSPACE)
     log.info("plan: %d dataset × ME units, %d runs to fetch", len(units),
@@ -47,7 +48,7 @@ def plan(client: DialsClient, datasets: list[str], mes: list[str], *, me_type: s
 
 
 def fetch(settings: DialsSettings, datasets: list[str], mes: list[str], outdir: Path, *,
-          me_type: str = "auto", runs: tuple[int, int] | frozenset[int] | None = None,
+          me_type: str = "auto", runs: RunSelection | None = None,
           resubmit: bool = False, test: bool = False, concurrency: int = 4,
           on_result=None) -> FetchReport:
     ensure_writable(outdir)

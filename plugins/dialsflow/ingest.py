@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from . import atomic
 from .arrow_rows import FIELDS, schema, to_batch
-from .dials import MAX_PAGE_SIZE, DialsClient
+from .dials import DialsClient, rows_for_bytes
 from .errors import DialsflowError
 from .layout import UnitKey, run_file, unit_dir
 from .lumis import to_ranges
@@ -78,7 +78,7 @@ def page_size_for(rows: int, json_bytes: int, dim: int) -> int:
     """Rows per page that keep a page near TARGET_PAGE_BYTES, from what a run weighed."""
     if rows <= 0 or json_bytes <= 0:
         return FIRST_PAGE_SIZE[dim]
-    return max(1, min(MAX_PAGE_SIZE, int(TARGET_PAGE_BYTES * rows / json_bytes)))
+    return rows_for_bytes(TARGET_PAGE_BYTES, rows, json_bytes)
 
 
 def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest: Manifest,

@@ -45,7 +45,11 @@ def check_regex(pattern: str, what: str) -> None:
         raise InputError(f"invalid regex in {what}: {pattern!r} ({exc})") from None
 
 
-def parse_runs(text: str | None) -> tuple[int, int] | frozenset[int] | None:
+#: A run selection: an inclusive (first, last) range or a set of run numbers.
+RunSelection = tuple[int, int] | frozenset[int]
+
+
+def parse_runs(text: str | None) -> RunSelection | None:
     """'380000-380100' (inclusive range) or '380001,380007' (list); None means all runs."""
     if text is None:
         return None
@@ -65,7 +69,7 @@ def parse_runs(text: str | None) -> tuple[int, int] | frozenset[int] | None:
                          "list of run numbers (e.g. 380001,380007)") from None
 
 
-def run_selected(run: int, selection: tuple[int, int] | frozenset[int] | None) -> bool:
+def run_selected(run: int, selection: RunSelection | None) -> bool:
     if selection is None:
         return True
     if isinstance(selection, tuple):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .dials import DialsClient
 from .errors import InputError
-from .inputs import run_selected
+from .inputs import RunSelection, run_selected
 from .layout import UnitKey
 
 ME_TYPES = {"h1d": 1, "h2d": 2}
@@ -67,7 +67,7 @@ def expand_mes(client: DialsClient, patterns: list[str],
 
 
 def dials_runs(client: DialsClient, dataset_id: int, dataset: str,
-               selection: tuple[int, int] | frozenset[int] | None) -> list[int]:
+               selection: RunSelection | None) -> list[int]:
     """Runs DIALS has for the dataset (within the selection), ascending."""
     params: dict = {"dataset_id": dataset_id, "fields": "run_number"}
     if isinstance(selection, tuple):
@@ -81,7 +81,7 @@ def dials_runs(client: DialsClient, dataset_id: int, dataset: str,
 
 
 def plan_units(client: DialsClient, dataset_patterns: list[str], me_patterns: list[str],
-               me_type: str, selection: tuple[int, int] | frozenset[int] | None,
+               me_type: str, selection: RunSelection | None,
                workspace: str) -> list[Unit]:
     datasets = expand_datasets(client, dataset_patterns)
     mes = expand_mes(client, me_patterns, me_type)
