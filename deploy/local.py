@@ -31,7 +31,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -43,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from dialsflow_emulator.cli import connection_env
+from dialsflow_emulator.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = ROOT / ".airflow-local"  # git-ignored (/.airflow*/)
@@ -232,12 +234,6 @@ def _tail(path: str, lines: int = 25) -> str:
 # ---- resources a deployment owns ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _check_port(port: int, what: str) -> None:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -344,19 +340,6 @@ def read_env_file(path: Path) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         env[key.strip()] = value
-    return env
-
-
-def emulator_env(port: int) -> dict[str, str]:
-    """AIRFLOW_CONN_* for an emulator on `port`, from `dialsflow-emulator env` (its contract)."""
-    out = subprocess.run([str(Path(sys.executable).parent / "dialsflow-emulator"), "env",
-                          "--port", str(port)], check=True, capture_output=True, text=True)
-    env = {}
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
-            env[key] = value
     return env
 
 
@@ -468,7 +451,7 @@ def _start(dep: Deployment, args: argparse.Namespace) -> Deployment:
         dep.save()
         _wait(lambda: requests.get(f"{dep.emulator_url}/_emulator/health", timeout=2).ok,
               30, "emulator health", dep)
-        extra = {**emulator_env(eport), **extra}
+        extra = {**connection_env("127.0.0.1", eport), **extra}
     if not Path(dep.password_file).exists():
         _write_private(Path(dep.password_file),
                        json.dumps({"admin": args.admin_password or secrets.token_urlsafe(16)}))

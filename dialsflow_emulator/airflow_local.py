@@ -34,8 +34,6 @@ class LocalAirflow:
 
     @property
     def env(self) -> dict[str, str]:
-        conns = {f"AIRFLOW_CONN_{cid.upper()}": orjson.dumps(c).decode()
-                 for cid, c in self.emulator.connections().items()}
         return {
             **os.environ,
             "AIRFLOW_HOME": str(self.home),
@@ -46,7 +44,7 @@ class LocalAirflow:
             "DIALSFLOW_JOBS_FILE": str(self.jobs_file),
             "DIALSFLOW_OUTPUT_ROOT": str(self.output_root),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            **conns,
+            **self.emulator.connection_env(),
             **self.extra_env,
         }
 

@@ -84,6 +84,15 @@ def connections(host: str, port: int, workspace: str = "tracker", cert_class: st
     }
 
 
+def connection_env(host: str, port: int, **options: str) -> dict[str, str]:
+    """`AIRFLOW_CONN_<ID>` variables (JSON form) for an emulator at host:port, plus
+    DIALSFLOW_EMULATOR_URL: what `env` prints, for processes started from Python."""
+    env = {f"AIRFLOW_CONN_{conn_id.upper()}": orjson.dumps(conn).decode()
+           for conn_id, conn in connections(host, port, **options).items()}
+    env["DIALSFLOW_EMULATOR_URL"] = f"http://{host}:{port}"
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "truth":
@@ -92,12 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     if args.command == "env":
-        conns = connections(args.host, args.port, args.workspace, args.cert_class,
-                            args.cert_kind, args.oms_via)
-        for conn_id, conn in conns.items():
-            value = shlex.quote(orjson.dumps(conn).decode())
-            print(f"export AIRFLOW_CONN_{conn_id.upper()}={value}")
-        print(f"export DIALSFLOW_EMULATOR_URL=http://{args.host}:{args.port}")
+        env = connection_env(args.host, args.port, workspace=args.workspace,
+                             cert_class=args.cert_class, cert_kind=args.cert_kind,
+                             oms_via=args.oms_via)
+        for key, value in env.items():
+            print(f"export {key}={shlex.quote(value)}")
         return 0
     return _serve(args)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from .cli import connections
+from .cli import connection_env, connections
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,6 +83,9 @@ class EmulatorProcess:
 
     def connections(self, **kwargs: Any) -> dict[str, dict]:
         return connections(self.host, self.port, **kwargs)
+
+    def connection_env(self, **kwargs: Any) -> dict[str, str]:
+        return connection_env(self.host, self.port, **kwargs)
 
     def truth(self) -> dict:
         return self._control("GET", "truth")

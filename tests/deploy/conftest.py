@@ -94,7 +94,7 @@ class PrivatePostgres:
     system's (the newest /usr/lib/postgresql/*/bin)."""
 
     def __init__(self) -> None:
-        from deploy.local import free_port
+        from dialsflow_emulator.process import free_port
 
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
                        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
