@@ -123,7 +123,9 @@ def preflight(jobs: list[Any]) -> None:
         if job.workspace not in known:
             raise InputError(f"job {job.name!r}: DIALS has no workspace {job.workspace!r}; "
                              f"known: {', '.join(known)}")
-    dbs_cert = DbsSettings.from_connection(conns["dbs_default"]).cert  # cmsweb wants it
+    dbs = DbsClient(DbsSettings.from_connection(conns["dbs_default"]))  # proxy file exists?
+    dbs.close()
+    dbs_cert = dbs.settings.cert  # cmsweb wants it even to answer
     for conn_id in ("oms_default", "dbs_default", "caf_default"):
         conn = conns[conn_id]
         try:

@@ -52,6 +52,10 @@ CASES = {
     "unreachable_service": (
         {"AIRFLOW_CONN_DBS_DEFAULT": '{"conn_type": "http", "host": "http://127.0.0.1:9/dbs"}'},
         {}, "cannot reach http://127.0.0.1:9/dbs (dbs_default): connection refused"),
+    "missing_grid_proxy": (
+        {"AIRFLOW_CONN_DBS_DEFAULT": '{"conn_type": "http", "host": "http://127.0.0.1:9/dbs", '
+                                     '"extra": {"cert": "/nonexistent/x509up"}}'},
+        {}, "grid proxy/certificate file /nonexistent/x509up of dbs_default does not exist"),
 }
 
 
