@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import pytest
 import requests
 
-from dialsflow_emulator.dials import Cursor, decode_cursor, encode_cursor
+from dialsflow_emulator.dials.cursors import Cursor, decode_cursor, encode_cursor
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.state import DIALS_AUDIENCE, OMS_AUDIENCE
 from dialsflow_emulator.world import iso, utc
