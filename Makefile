@@ -29,15 +29,17 @@ lint: setup
 emulator: setup
 	$(BIN)/dialsflow-emulator serve --port 8765 --profile demo
 
-# One night of dials_ingest against the emulator (Airflow on SQLite in .airflow_demo/),
+# Local Airflow state lives in .airflow/<name>/ (git-ignored): demo, standalone, deploy.
+
+# One night of dials_ingest against the emulator (Airflow on SQLite in .airflow/demo/),
 # then a summary: runs ingested and pending, files, completeness, how to read the parquet.
 demo: setup
-	$(BIN)/python -m dialsflow_emulator.demo
+	$(BIN)/python -m localdev.demo
 
-# `airflow standalone` on :8080 with the emulator connections (state in .airflow_local/):
+# `airflow standalone` on :8080 with the emulator connections (state in .airflow/standalone/):
 # open the UI, trigger with Params, backfill, read task logs. Ctrl-C stops it.
 airflow: setup
-	$(BIN)/python -m dialsflow_emulator.standalone
+	$(BIN)/python -m localdev.standalone
 
 # Both benchmarks, one after the other (each starts its own emulator); several minutes.
 bench: setup
@@ -55,7 +57,7 @@ lock:
 		--no-header --python-version 3.11
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow_demo out/demo
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow/demo out/demo
 
 # The docker-compose topology natively (PostgreSQL, Redis, Celery worker, api-server on :8080),
 # in .airflow-local/; see README, Deploying. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.

@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow_emulator.airflow_local import LocalAirflow
 from dialsflow_emulator.process import EmulatorProcess
+from localdev.airflow_home import LocalAirflow
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGICAL = "2024-04-25T12:00:00+00:00"

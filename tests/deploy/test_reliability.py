@@ -36,8 +36,8 @@ from deploy.rest import AirflowClient
 from dialsflow.jobs import Job, load_jobs
 from dialsflow.layout import UnitKey, run_file
 from dialsflow.manifest import Manifest, RunEntry, file_sha256
-from dialsflow_emulator.airflow_local import LocalAirflow
 from dialsflow_emulator.process import EmulatorProcess
+from localdev.airflow_home import LocalAirflow
 
 from ..expected import ZB, due_from_truth
 from .conftest import PrivatePostgres, Started, run_local, start_local, stop_local

@@ -14,11 +14,19 @@ from typing import Any
 
 import orjson
 
-from .process import EmulatorProcess
+from dialsflow_emulator.process import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 POOL = "dials_api"
+#: Every local Airflow keeps its state in .airflow/<name>/ (git-ignored): demo, standalone,
+#: and deploy (the native deployment's default home).
+STATE_ROOT = ROOT / ".airflow"
+
+
+def state_home(name: str) -> Path:
+    """The state folder of one local Airflow: `.airflow/<name>/`."""
+    return STATE_ROOT / name
 
 
 class LocalAirflow:

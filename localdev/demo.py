@@ -1,9 +1,9 @@
 """`make demo`: one night of the DAG against the emulator's demo world, then what came out.
 
 Starts the emulator (demo profile, clock at the morning after the night), an Airflow on
-SQLite in `.airflow_demo/`, runs `dials_ingest` for that night with `airflow dags test`,
+SQLite in `.airflow/demo/`, runs `dials_ingest` for that night with `airflow dags test`,
 stops the emulator and prints runs ingested and pending, files written, the completeness
-verdict and how to read the parquet. Each call starts from scratch (`.airflow_demo/` and
+verdict and how to read the parquet. Each call starts from scratch (`.airflow/demo/` and
 `out/demo/` are recreated), so it always shows a first night.
 """
 
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import orjson
 
-from .airflow_local import ROOT, LocalAirflow
-from .process import EmulatorProcess
+from dialsflow_emulator.process import EmulatorProcess
+
+from .airflow_home import ROOT, LocalAirflow, state_home
 
 NIGHT = "2024-04-25T12:00:00+00:00"  # Golden JSON of the 24th published; one run pending
 
@@ -62,7 +63,7 @@ READ_IT = """\
 Read it (one dataset × ME folder is one pandas DataFrame):
   .venv/bin/python - <<'PY'
 import numpy as np, pandas as pd
-from dialsflow.layout import UnitKey, unit_dir
+from dialsflow.store.layout import UnitKey, unit_dir
 me = ("PixelPhase1/Phase1_MechanicalView/PXBarrel/"
       "digi_occupancy_per_SignedModuleCoord_per_SignedLadderCoord_PXLayer_1")
 key = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", me)
@@ -74,8 +75,8 @@ PY
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dialsflow_emulator.demo", description=__doc__)
-    p.add_argument("--home", type=Path, default=ROOT / ".airflow_demo")
+    p = argparse.ArgumentParser(prog="python -m localdev.demo", description=__doc__)
+    p.add_argument("--home", type=Path, default=state_home("demo"))
     p.add_argument("--output", type=Path, default=ROOT / "out" / "demo")
     args = p.parse_args(argv)
     for folder in (args.home, args.output):

@@ -2,7 +2,7 @@
 
 For a newcomer to open the UI, trigger `dials_ingest` with Params, create backfills and read
 task logs. The emulator serves the demo world with its clock at NIGHT and stays up as long
-as Airflow does; Ctrl-C stops both. State lives in `.airflow_local/` (kept between starts:
+as Airflow does; Ctrl-C stops both. State lives in `.airflow/standalone/` (kept between starts:
 delete it to start over).
 """
 
@@ -16,9 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .airflow_local import AIRFLOW, ROOT, LocalAirflow
+from dialsflow_emulator.process import EmulatorProcess
+
+from .airflow_home import AIRFLOW, ROOT, LocalAirflow, state_home
 from .demo import NIGHT
-from .process import EmulatorProcess
 
 HELP = """\
 dialsflow: Airflow UI on http://localhost:{port}/  (user admin; password in
@@ -33,9 +34,9 @@ dialsflow: Airflow UI on http://localhost:{port}/  (user admin; password in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dialsflow_emulator.standalone",
+    p = argparse.ArgumentParser(prog="python -m localdev.standalone",
                                 description=__doc__)
-    p.add_argument("--home", type=Path, default=ROOT / ".airflow_local")
+    p.add_argument("--home", type=Path, default=state_home("standalone"))
     p.add_argument("--output", type=Path, default=ROOT / "out" / "local")
     p.add_argument("--port", type=int, default=8080, help="Airflow UI/API port")
     p.add_argument("--emulator-port", type=int, default=8765)
@@ -73,6 +74,7 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
 
 if __name__ == "__main__":
     sys.exit(main())
