@@ -102,8 +102,8 @@ def child_dialsflow(spec: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     os.environ["AIRFLOW_CONN_DIALS_DEFAULT"] = json.dumps(spec["conn"])
-    from dialsflow.connections import DialsSettings, from_env
-    from dialsflow.fetch import fetch, with_workspace
+    from dialsflow.config.connections import DialsSettings, from_env
+    from dialsflow.pipeline.fetch import fetch, with_workspace
 
     logging.basicConfig(level=logging.WARNING)
     settings = with_workspace(DialsSettings.from_connection(from_env("dials_default")),

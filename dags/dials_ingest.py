@@ -24,7 +24,7 @@ from airflow.sdk import (
     task,
 )
 
-from dialsflow.dag_settings import output_assets
+from dialsflow.airflow.assets import output_assets
 
 POOL = "dials_api"
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", "120")))
@@ -56,7 +56,7 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
 def dials_ingest() -> None:
     @task
     def load_config() -> dict:
-        from dialsflow import nightly
+        from dialsflow.airflow import tasks as nightly
 
         return nightly.load_config(get_current_context())
 
@@ -64,7 +64,7 @@ def dials_ingest() -> None:
     def discover(config: dict) -> list[dict]:
         """Returns the units to map over; the whole plan (for completeness) goes to XCom
         key "plan" (Airflow maps only over return values)."""
-        from dialsflow import nightly
+        from dialsflow.airflow import tasks as nightly
 
         plan = nightly.discover(config)
         get_current_context()["ti"].xcom_push(key="plan", value=plan)
@@ -77,7 +77,7 @@ def dials_ingest() -> None:
               os.environ.get("DIALSFLOW_TASK_TIMEOUT_MIN", "180"))),
           map_index_template="{{ unit_label }}")
     def ingest(unit: dict, config: dict) -> dict:
-        from dialsflow import nightly
+        from dialsflow.airflow import tasks as nightly
 
         context = get_current_context()
         context["unit_label"] = nightly.unit_label(unit)  # type: ignore[typeddict-unknown-key]
@@ -88,7 +88,7 @@ def dials_ingest() -> None:
         """Runs whatever happened upstream; config and plan are pulled here (not passed as
         arguments) so a failed load_config/discover gives a clear message, not a render
         error."""
-        from dialsflow import nightly
+        from dialsflow.airflow import tasks as nightly
 
         ti = get_current_context()["ti"]
         config = ti.xcom_pull(task_ids="load_config")

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__
-from .connections import (
+from dialsflow import __version__
+from dialsflow.config.connections import (
     CONN_IDS,
     ConnectionConfigError,
     DbsSettings,
     DialsSettings,
     from_env,
 )
-from .errors import DialsflowError, InputError
-from .inputs import load_patterns, parse_runs
+from dialsflow.config.inputs import load_patterns, parse_runs
+from dialsflow.errors import DialsflowError, InputError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def _connections() -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .fetch import fetch, with_workspace
+    from dialsflow.pipeline.fetch import fetch, with_workspace
 
     if not 1 <= args.concurrency <= 32:
         raise DialsflowError("--concurrency must be between 1 and 32")
@@ -106,11 +106,11 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _check_lumis(args: argparse.Namespace) -> int:
-    from .completeness import check_units, select_units
-    from .dbs import DbsClient
-    from .dials import DialsClient
-    from .fetch import with_workspace
-    from .layout import units_on_disk
+    from dialsflow.pipeline.completeness import check_units, select_units
+    from dialsflow.pipeline.fetch import with_workspace
+    from dialsflow.services.dbs import DbsClient
+    from dialsflow.services.dials import DialsClient
+    from dialsflow.store.layout import units_on_disk
 
     if args.json:  # stdout carries the report only
         for handler in logging.getLogger().handlers:

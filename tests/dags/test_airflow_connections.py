@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from dialsflow.connections import ConnectionConfigError, DialsSettings, from_airflow, from_env
+from dialsflow.config.connections import (
+    ConnectionConfigError,
+    DialsSettings,
+    from_airflow,
+    from_env,
+)
 
 DIALS = ('{"conn_type": "http", "host": "http://127.0.0.1:9/", "login": "app", '
          '"password": "s3cret-value", "extra": {"workspace": "ecal", "auth": '

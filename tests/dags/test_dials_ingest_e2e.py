@@ -15,9 +15,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from dialsflow.jobs import load_jobs
-from dialsflow.layout import UnitKey, run_file
-from dialsflow.manifest import Manifest, RunEntry, file_sha256
+from dialsflow.config.jobs import load_jobs
+from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
 from dialsflow_emulator.process import EmulatorProcess
 from localdev.airflow_home import LocalAirflow
 

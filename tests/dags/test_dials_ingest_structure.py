@@ -9,7 +9,7 @@ from datetime import timedelta
 from airflow.sdk import CronDataIntervalTimetable, TriggerRule
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-from dialsflow.jobs import load_jobs
+from dialsflow.config.jobs import load_jobs
 
 from .conftest import DAGS
 

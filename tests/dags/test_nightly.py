@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from dialsflow.completeness import CompletenessReport, RunCheck
-from dialsflow.discovery import unit_from_dict
-from dialsflow.layout import UnitKey, run_file
-from dialsflow.manifest import Manifest, RunEntry
-from dialsflow.nightly import judge, runs_to_do, safe_run_id, unit_label, window
+from dialsflow.airflow.tasks import judge, runs_to_do, safe_run_id, unit_label, window
+from dialsflow.pipeline.completeness import CompletenessReport, RunCheck
+from dialsflow.pipeline.discovery import unit_from_dict
+from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.store.manifest import Manifest, RunEntry
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO",
               "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1")

@@ -6,16 +6,16 @@ from dataclasses import replace
 
 import orjson
 
-from dialsflow.caf import CafClient
-from dialsflow.connections import (
+from dialsflow.config.connections import (
     CafSettings,
     DialsSettings,
     OmsSettings,
     ServiceConnection,
     parse_connection,
 )
-from dialsflow.dials import DialsClient
-from dialsflow.oms import OmsRuns, oms_client
+from dialsflow.services.caf import CafClient
+from dialsflow.services.dials import DialsClient
+from dialsflow.services.oms import OmsRuns, oms_client
 from dialsflow_emulator.process import EmulatorProcess
 
 

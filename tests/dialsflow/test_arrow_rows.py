@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from dialsflow.arrow_rows import schema, to_batch
-from dialsflow.ingest import FIRST_PAGE_SIZE, TARGET_PAGE_BYTES, page_size_for
+from dialsflow.pipeline.ingest import FIRST_PAGE_SIZE, TARGET_PAGE_BYTES, page_size_for
+from dialsflow.store.parquet import schema, to_batch
 
 ROW = {"dataset_id": 1, "file_id": 2, "run_number": 380000, "ls_number": 7, "me_id": 5,
        "x_min": -4.5, "x_max": 4.5, "x_bin": 2, "entries": 3}

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from dialsflow.atomic import sweep_temporaries, temp_path
+from dialsflow.store.atomic import sweep_temporaries, temp_path
 
 
 def test_sweep_removes_dead_writers_temporaries_only(tmp_path):

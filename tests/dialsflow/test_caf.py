@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from dialsflow.caf import CafClient, latest, parse_listing
-from dialsflow.connections import CafSettings
+from dialsflow.config.connections import CafSettings
 from dialsflow.errors import ServiceError
-from dialsflow.http import RetryPolicy
+from dialsflow.services.caf import CafClient, latest, parse_listing
+from dialsflow.services.http import RetryPolicy
 from dialsflow_emulator.process import EmulatorProcess, free_port
 from dialsflow_emulator.world import build_world, iso, utc
 

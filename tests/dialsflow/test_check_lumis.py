@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow.completeness import RunCheck, overlaps
-from dialsflow.layout import UnitKey, run_file
+from dialsflow.pipeline.completeness import RunCheck, overlaps
+from dialsflow.store.layout import UnitKey, run_file
 from dialsflow_emulator.process import EmulatorProcess
 
 from .test_fetch import CHARGE, ZB, dialsflow, write_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialsflow.connections import (
+from dialsflow.config.connections import (
     CafSettings,
     ConnectionConfigError,
     DbsSettings,

@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 
-from dialsflow.connections import DbsSettings
-from dialsflow.dbs import DbsClient
+from dialsflow.config.connections import DbsSettings
 from dialsflow.errors import ServiceError
-from dialsflow.http import RetryPolicy
+from dialsflow.services.dbs import DbsClient
+from dialsflow.services.http import RetryPolicy
 from dialsflow_emulator.process import EmulatorProcess
 
 from .test_check_lumis import EXPRESS, dataset_runs, ls_set

@@ -11,12 +11,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow.discovery import DuePlan, dataset_era, discover, unit_from_dict, unit_to_dict
+from dialsflow.config.jobs import PROJECT_ROOT, Certification, Job, load_jobs
 from dialsflow.errors import InputError
-from dialsflow.jobs import PROJECT_ROOT, Certification, Job, load_jobs
-from dialsflow.layout import UnitKey, run_file
-from dialsflow.manifest import Manifest, RunEntry
-from dialsflow.plan import Unit
+from dialsflow.pipeline.discovery import (
+    DuePlan,
+    dataset_era,
+    discover,
+    unit_from_dict,
+    unit_to_dict,
+)
+from dialsflow.pipeline.units import Unit
+from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.store.manifest import Manifest, RunEntry
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.world import utc
 

@@ -19,8 +19,8 @@ from cmsdials.auth.client import AuthClient
 from cmsdials.auth.client_credentials import Credentials
 from cmsdials.filters import LumisectionHistogram1DFilters, LumisectionHistogram2DFilters
 
-from dialsflow.layout import run_file, unit_dir
-from dialsflow.manifest import Manifest, file_sha256
+from dialsflow.store.layout import run_file, unit_dir
+from dialsflow.store.manifest import Manifest, file_sha256
 from dialsflow_emulator.process import EmulatorProcess
 
 BIN = Path(sys.executable).parent
@@ -94,7 +94,7 @@ def test_output_equals_cmsdials_list_all_row_for_row(emulator, truth, inputs, tm
 
 
 def _key(me: str):
-    from dialsflow.layout import UnitKey
+    from dialsflow.store.layout import UnitKey
 
     return UnitKey("tracker", ZB, me)
 

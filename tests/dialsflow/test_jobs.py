@@ -7,15 +7,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow.connections import CafSettings
-from dialsflow.errors import InputError
-from dialsflow.jobs import (
+from dialsflow.config.connections import CafSettings
+from dialsflow.config.jobs import (
     DEFAULT_JOBS_FILE,
     PROJECT_ROOT,
     get_job,
     load_jobs,
     select_jobs,
 )
+from dialsflow.errors import InputError
 
 JSONS = PROJECT_ROOT / "include" / "jsons"
 

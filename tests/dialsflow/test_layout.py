@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialsflow.layout import (
+from dialsflow.store.layout import (
     MAX_COMPONENT,
     UnitKey,
     UnsafeNameError,
@@ -91,9 +91,9 @@ def test_parquet_and_manifest_writes_stay_under_outdir(ws, dataset, me, run):
     OUTDIR/_locks/<2>/, or the name is refused before anything is written."""
     import tempfile
 
-    from dialsflow import atomic
-    from dialsflow.locks import LOCKS_DIR, unit_lock
-    from dialsflow.manifest import MANIFEST_DIR, Manifest, RunEntry
+    from dialsflow.store import atomic
+    from dialsflow.store.locks import LOCKS_DIR, unit_lock
+    from dialsflow.store.manifest import MANIFEST_DIR, Manifest, RunEntry
 
     with tempfile.TemporaryDirectory() as top:
         outdir = Path(top) / "out"
@@ -122,7 +122,7 @@ def test_parquet_and_manifest_writes_stay_under_outdir(ws, dataset, me, run):
 def test_report_names_are_one_component(run_id):
     """DAG run ids are user input (REST trigger): the completeness report's file name
     derived from one never leaves OUTDIR/_reports."""
-    from dialsflow.nightly import REPORTS_DIR, safe_run_id
+    from dialsflow.airflow.tasks import REPORTS_DIR, safe_run_id
 
     name = f"{safe_run_id(run_id)}.json"
     assert "/" not in name and "\x00" not in name and name not in (".", "..")
@@ -145,8 +145,8 @@ def test_hostile_jobs_files_fail_with_one_line_or_stay_safe(tmp_path_factory, na
     choice, by design)."""
     import orjson
 
+    from dialsflow.config.jobs import load_jobs, output_root
     from dialsflow.errors import InputError
-    from dialsflow.jobs import load_jobs, output_root
 
     folder = tmp_path_factory.mktemp("jobs")
     (folder / "mes.json").write_bytes(b'["charge$"]')

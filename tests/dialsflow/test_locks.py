@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from dialsflow.layout import UnitKey
-from dialsflow.locks import lock_path, unit_lock
+from dialsflow.store.layout import UnitKey
+from dialsflow.store.locks import lock_path, unit_lock
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", "a/b c+1")
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from dialsflow import oms as oms_module
-from dialsflow.connections import OmsSettings
+from dialsflow.config.connections import OmsSettings
+from dialsflow.config.jobs import OmsFilters
 from dialsflow.errors import ServiceError
-from dialsflow.jobs import OmsFilters
-from dialsflow.oms import DirectOms, split_by_filters
+from dialsflow.services import oms as oms_module
+from dialsflow.services.oms import DirectOms, split_by_filters
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.world import build_world, iso, utc
 

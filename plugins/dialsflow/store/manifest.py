@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from . import atomic
-from .layout import RUN_FILE, UnitKey, encode_name, run_file
+from dialsflow.store import atomic
+from dialsflow.store.layout import RUN_FILE, UnitKey, encode_name, run_file
 
 MANIFEST_DIR = "_manifest"
 

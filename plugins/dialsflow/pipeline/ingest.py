@@ -21,14 +21,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import atomic
-from .arrow_rows import FIELDS, schema, to_batch
-from .dials import DialsClient, rows_for_bytes
-from .errors import DialsflowError
-from .layout import UnitKey, run_file, unit_dir
-from .lumis import to_ranges
-from .manifest import Manifest, RunEntry, file_sha256
-from .plan import Unit
+from dialsflow.errors import DialsflowError
+from dialsflow.lumis import to_ranges
+from dialsflow.pipeline.units import Unit
+from dialsflow.services.dials import DialsClient, rows_for_bytes
+from dialsflow.store import atomic
+from dialsflow.store.layout import UnitKey, run_file, unit_dir
+from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
+from dialsflow.store.parquet import FIELDS, schema, to_batch
 
 log = logging.getLogger("dialsflow")
 

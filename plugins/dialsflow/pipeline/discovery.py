@@ -24,15 +24,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .caf import CafClient, Certification
-from .dials import DialsClient
-from .errors import InputError
-from .inputs import RunSelection
-from .jobs import Job
-from .layout import UnitKey
-from .manifest import Manifest
-from .oms import OmsRun, OmsRuns, oms_time, split_by_filters, utc
-from .plan import Unit, expand_datasets, expand_mes
+from dialsflow.config.inputs import RunSelection
+from dialsflow.config.jobs import Job
+from dialsflow.errors import InputError
+from dialsflow.pipeline.units import Unit, expand_datasets, expand_mes
+from dialsflow.services.caf import CafClient, Certification
+from dialsflow.services.dials import DialsClient
+from dialsflow.services.oms import OmsRun, OmsRuns, oms_time, split_by_filters, utc
+from dialsflow.store.layout import UnitKey
+from dialsflow.store.manifest import Manifest
 
 #: DIALS file-index statuses of files still being ingested (dials_api.md §2.2).
 IN_FLIGHT = ("PENDING", "STARTED")

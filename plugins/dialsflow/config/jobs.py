@@ -38,11 +38,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .connections import CERT_KINDS, CafSettings
-from .errors import InputError
-from .inputs import load_patterns, read_json
+from dialsflow.config.connections import CERT_KINDS, CafSettings
+from dialsflow.config.inputs import load_patterns, read_json
+from dialsflow.errors import InputError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_JOBS_FILE = PROJECT_ROOT / "include" / "jsons" / "jobs.json"
 DEFAULT_OUTPUT_ROOT = PROJECT_ROOT / "out"
 JOBS_FILE_ENV = "DIALSFLOW_JOBS_FILE"
@@ -101,7 +101,7 @@ class Job:
 
     def caf_settings(self, base: CafSettings | None) -> CafSettings:
         """The connection's CAF settings with this job's class/kind laid over them."""
-        from .caf import PRODUCTION_CAF
+        from dialsflow.services.caf import PRODUCTION_CAF
 
         cert = self.certification
         if base is None:

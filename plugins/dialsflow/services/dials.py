@@ -29,10 +29,10 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import http
-from .connections import DialsSettings
-from .errors import ServiceError
-from .http import RETRYABLE_STATUS, RetryPolicy, describe_error, short_body
+from dialsflow.config.connections import DialsSettings
+from dialsflow.errors import ServiceError
+from dialsflow.services import http
+from dialsflow.services.http import RETRYABLE_STATUS, RetryPolicy, describe_error, short_body
 
 MAX_PAGE_SIZE = 500
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .dbs import DbsClient
-from .dials import DialsClient
-from .errors import InputError, ServiceError
-from .inputs import RunSelection, run_selected
-from .layout import RUN_FILE, UnitKey, run_file, unit_dir
-from .lumis import LumiMap, format_ranges, to_ranges
+from dialsflow.config.inputs import RunSelection, run_selected
+from dialsflow.errors import InputError, ServiceError
+from dialsflow.lumis import LumiMap, format_ranges, to_ranges
+from dialsflow.services.dbs import DbsClient
+from dialsflow.services.dials import DialsClient
+from dialsflow.store.layout import RUN_FILE, UnitKey, run_file, unit_dir
 
 log = logging.getLogger("dialsflow")
 

@@ -17,10 +17,7 @@ from typing import Any
 import orjson
 import requests
 
-from . import atomic, discovery
-from .caf import CafClient
-from .completeness import check_units
-from .connections import (
+from dialsflow.config.connections import (
     CONN_IDS,
     CafSettings,
     ConnectionConfigError,
@@ -29,19 +26,23 @@ from .connections import (
     OmsSettings,
     from_airflow,
 )
-from .dbs import DbsClient
-from .dials import DialsClient
-from .discovery import unit_from_dict
-from .errors import DialsflowError, InputError, ServiceError
-from .fetch import ensure_writable, with_workspace
-from .http import describe_error
-from .ingest import ingest_units
-from .inputs import parse_runs
-from .jobs import Job, select_jobs
-from .locks import unit_lock
-from .manifest import Manifest
-from .oms import oms_client
-from .plan import Unit
+from dialsflow.config.inputs import parse_runs
+from dialsflow.config.jobs import Job, select_jobs
+from dialsflow.errors import DialsflowError, InputError, ServiceError
+from dialsflow.pipeline import discovery
+from dialsflow.pipeline.completeness import check_units
+from dialsflow.pipeline.discovery import unit_from_dict
+from dialsflow.pipeline.fetch import ensure_writable, with_workspace
+from dialsflow.pipeline.ingest import ingest_units
+from dialsflow.pipeline.units import Unit
+from dialsflow.services.caf import CafClient
+from dialsflow.services.dbs import DbsClient
+from dialsflow.services.dials import DialsClient
+from dialsflow.services.http import describe_error
+from dialsflow.services.oms import oms_client
+from dialsflow.store import atomic
+from dialsflow.store.locks import unit_lock
+from dialsflow.store.manifest import Manifest
 
 log = logging.getLogger("dialsflow")
 

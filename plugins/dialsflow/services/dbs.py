@@ -25,10 +25,16 @@ from typing import Any
 import orjson
 import requests
 
-from .connections import DbsSettings
-from .errors import ServiceError
-from .http import RETRYABLE_STATUS, RetryPolicy, describe_error, retrying_session, short_body
-from .lumis import LumiMap, to_ranges
+from dialsflow.config.connections import DbsSettings
+from dialsflow.errors import ServiceError
+from dialsflow.lumis import LumiMap, to_ranges
+from dialsflow.services.http import (
+    RETRYABLE_STATUS,
+    RetryPolicy,
+    describe_error,
+    retrying_session,
+    short_body,
+)
 
 log = logging.getLogger("dialsflow")
 

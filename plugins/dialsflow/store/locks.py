@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .layout import UnitKey, encode_name
+from dialsflow.store.layout import UnitKey, encode_name
 
 LOCKS_DIR = "_locks"
 log = logging.getLogger("dialsflow")

@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 import requests
 
-from .connections import OmsSettings
-from .dials import DialsClient
-from .errors import ServiceError
-from .http import RETRYABLE_STATUS, RetryPolicy, describe_error
-from .jobs import OmsFilters
+from dialsflow.config.connections import OmsSettings
+from dialsflow.config.jobs import OmsFilters
+from dialsflow.errors import ServiceError
+from dialsflow.services.dials import DialsClient
+from dialsflow.services.http import RETRYABLE_STATUS, RetryPolicy, describe_error
 
 log = logging.getLogger("dialsflow")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .dials import DialsClient
-from .errors import InputError
-from .inputs import RunSelection, run_selected
-from .layout import UnitKey
+from dialsflow.config.inputs import RunSelection, run_selected
+from dialsflow.errors import InputError
+from dialsflow.services.dials import DialsClient
+from dialsflow.store.layout import UnitKey
 
 ME_TYPES = {"h1d": 1, "h2d": 2}
 log = logging.getLogger("dialsflow")

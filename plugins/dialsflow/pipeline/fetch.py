@@ -9,12 +9,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from .connections import DialsSettings
-from .dials import DialsClient
-from .errors import InputError
-from .ingest import FetchReport, ingest_units
-from .inputs import RunSelection
-from .plan import Unit, plan_units
+from dialsflow.config.connections import DialsSettings
+from dialsflow.config.inputs import RunSelection
+from dialsflow.errors import InputError
+from dialsflow.pipeline.ingest import FetchReport, ingest_units
+from dialsflow.pipeline.units import Unit, plan_units
+from dialsflow.services.dials import DialsClient
 
 log = logging.getLogger("dialsflow")
 DEFAULT_WORKSPACE = "tracker"

@@ -24,9 +24,9 @@ from urllib.parse import urljoin
 import orjson
 import requests
 
-from .connections import CafSettings
-from .errors import ServiceError
-from .http import RetryPolicy, describe_error, retrying_session
+from dialsflow.config.connections import CafSettings
+from dialsflow.errors import ServiceError
+from dialsflow.services.http import RetryPolicy, describe_error, retrying_session
 
 PRODUCTION_CAF = "https://cms-service-dqmdc.web.cern.ch/CAF/certification"
 

@@ -15,7 +15,7 @@ log = logging.getLogger("dialsflow")
 
 def output_assets() -> list[Asset]:
     """One Asset per job of the jobs file: downstream DAGs can be scheduled on a job's output."""
-    from .jobs import load_jobs  # tiny JSON file, no network
+    from dialsflow.config.jobs import load_jobs  # tiny JSON file, no network
 
     try:
         jobs = load_jobs()

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InputError
+from dialsflow.errors import InputError
 
 
 def load_patterns(path: str | Path, what: str) -> list[str]:

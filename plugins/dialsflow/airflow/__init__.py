@@ -1,0 +1,1 @@
+"""Airflow adapters: task context and XCom in, pipeline calls, typed payloads out."""

@@ -1,0 +1,1 @@
+"""What the user configures, validated before any request: connections, jobs, inputs."""

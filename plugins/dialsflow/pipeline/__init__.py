@@ -1,0 +1,1 @@
+"""What dialsflow does, free of Airflow: units, discovery, ingest, completeness."""

@@ -1,0 +1,1 @@
+"""The output tree: every path under an output root, atomic writes, manifest, locks."""
