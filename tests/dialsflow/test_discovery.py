@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow.config.jobs import PROJECT_ROOT, Certification, Job, load_jobs
+from dialsflow.config.jobs import PROJECT_ROOT, CertificationChoice, Job, load_jobs
 from dialsflow.errors import InputError
 from dialsflow.pipeline.discovery import (
     DuePlan,
@@ -117,7 +117,7 @@ def test_window_and_lookback_bound_the_runs(emulator, truth, jobs):
 def test_dcs_only_certification_of_express(emulator, truth, jobs):
     job = replace(jobs["demo_tracker"], dataset_patterns=(EXPRESS,),
                   me_patterns=("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1",), me_type="h1d",
-                  certification=Certification("Collisions24", "dcs"), lookback_days=3)
+                  certification=CertificationChoice("Collisions24", "dcs"), lookback_days=3)
     now = utc(truth["now"])
     plan = run_discover(emulator, job, now - timedelta(days=1), now)
     assert plan.certification["name"].endswith("_DCSOnly_TkPx.json")

@@ -10,8 +10,9 @@ import pytest
 from dialsflow.config.connections import OmsSettings
 from dialsflow.config.jobs import OmsFilters
 from dialsflow.errors import ServiceError
+from dialsflow.pipeline.run_filters import split_by_filters
 from dialsflow.services import oms as oms_module
-from dialsflow.services.oms import DirectOms, split_by_filters
+from dialsflow.services.oms import DirectOms
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.world import build_world, iso, utc
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from dialsflow.services.oms import oms_client
 from dialsflow.store import atomic
 from dialsflow.store.locks import unit_lock
 from dialsflow.store.manifest import Manifest
+from dialsflow.times import iso, now_iso, utc
 
 log = logging.getLogger("dialsflow")
 
@@ -67,18 +68,9 @@ def window(context: dict[str, Any]) -> tuple[datetime, datetime]:
     `run_after` (Airflow gives them no interval)."""
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
-        return _utc(start), _utc(end)
-    run_after = _utc(context["dag_run"].run_after)
+        return utc(start), utc(end)
+    run_after = utc(context["dag_run"].run_after)
     return run_after - timedelta(days=1), run_after
-
-
-def _utc(value: Any) -> datetime:
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return datetime.fromtimestamp(dt.timestamp(), tz=UTC)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def load_config(context: dict[str, Any]) -> dict[str, Any]:
@@ -96,13 +88,13 @@ def load_config(context: dict[str, Any]) -> dict[str, Any]:
     dag_run = context["dag_run"]
     config = {
         "jobs": wanted,
-        "window": [_iso(start), _iso(end)],
+        "window": [iso(start), iso(end)],
         "runs": runs_text,
         "force": bool(params.get("force")),
         "test": bool(params.get("test")),
         "run_id": dag_run.run_id,
         # Not dag_run.start_date: `airflow dags test` sets it to the logical date.
-        "started": _iso(datetime.now(UTC)),
+        "started": now_iso(),
     }
     log.info("dialsflow: jobs %s, window [%s, %s)%s%s%s", ", ".join(wanted), *config["window"],
              f", runs {runs_text}" if runs_text else "", ", force" if config["force"] else "",
@@ -143,7 +135,7 @@ def preflight(jobs: list[Any]) -> None:
 def discover(config: dict[str, Any]) -> dict[str, Any]:
     """Per job, what is due; returns {"units": mapped-task kwargs (units with due runs),
     "checks": every unit with its due and already complete runs, "plans": per-job notes}."""
-    start, end = (_utc(t) for t in config["window"])
+    start, end = (utc(t) for t in config["window"])
     selection = parse_runs(config["runs"])
     oms_settings = OmsSettings.from_connection(from_airflow("oms_default"))
     caf_base = CafSettings.from_connection(from_airflow("caf_default"))

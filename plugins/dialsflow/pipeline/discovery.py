@@ -27,12 +27,14 @@ from typing import Any
 from dialsflow.config.inputs import RunSelection
 from dialsflow.config.jobs import Job
 from dialsflow.errors import InputError
+from dialsflow.pipeline.run_filters import split_by_filters
 from dialsflow.pipeline.units import Unit, expand_datasets, expand_mes
-from dialsflow.services.caf import CafClient, Certification
+from dialsflow.services.caf import CafClient, CertificationJson
 from dialsflow.services.dials import DialsClient
-from dialsflow.services.oms import OmsRun, OmsRuns, oms_time, split_by_filters, utc
+from dialsflow.services.oms import OmsRun, OmsRuns
 from dialsflow.store.layout import UnitKey
 from dialsflow.store.manifest import Manifest
+from dialsflow.times import iso, utc
 
 #: DIALS file-index statuses of files still being ingested (dials_api.md §2.2).
 IN_FLIGHT = ("PENDING", "STARTED")
@@ -130,12 +132,12 @@ def selection_text(runs: RunSelection) -> str:
 
 
 def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: DialsClient,
-             oms: OmsRuns, caf: CafClient | Certification, manifest: Manifest,
+             oms: OmsRuns, caf: CafClient | CertificationJson, manifest: Manifest,
              runs: RunSelection | None = None, force: bool = False) -> DuePlan:
     """The due plan of `job` for the data interval [window_start, window_end).
 
     `dials` must talk to the job's workspace; `caf` is a client for the job's class/kind
-    (see `Job.caf_settings`) or an already downloaded Certification; `runs` (from
+    (see `Job.caf_settings`) or an already downloaded CertificationJson; `runs` (from
     `dialsflow.inputs.parse_runs`) replaces the time window; `force` ignores the manifest.
     Nothing is logged here: the caller logs `plan.summary()` once.
     """
@@ -143,14 +145,14 @@ def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: D
     if workspace != job.workspace:
         raise InputError(f"job {job.name!r} is for workspace {job.workspace!r} but the DIALS "
                          f"client talks to {workspace!r}")
-    cert = caf if isinstance(caf, Certification) else caf.certification()
+    cert = caf if isinstance(caf, CertificationJson) else caf.certification()
     plan = DuePlan(job.name, job.workspace, None, None, None, force,
                    {"name": cert.name, "url": cert.url, "last_modified": cert.last_modified})
 
     # 1. OMS: ended runs of the window (or the explicit selection) that pass the filters.
     if runs is None:
         start = utc(window_start) - timedelta(days=job.lookback_days)
-        plan.window_start, plan.window_end = oms_time(start), oms_time(window_end)
+        plan.window_start, plan.window_end = iso(start), iso(window_end)
         ended = oms.runs_ended_between(start, window_end)
     else:
         plan.selection = selection_text(runs)
@@ -220,7 +222,7 @@ def _selected(oms: OmsRuns, runs: RunSelection, plan: DuePlan) -> list[OmsRun]:
     return [r for r in found if r.ended]
 
 
-def _uncertified(cert: Certification, run: int) -> str:
+def _uncertified(cert: CertificationJson, run: int) -> str:
     last = cert.last_run
     if last is None:
         return f"not certified yet ({cert.name})"

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +28,7 @@ from dialsflow.store import atomic
 from dialsflow.store.layout import UnitKey, run_file, unit_dir
 from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
 from dialsflow.store.parquet import FIELDS, schema, to_batch
+from dialsflow.times import now_iso
 
 log = logging.getLogger("dialsflow")
 
@@ -121,7 +121,7 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
         workspace=key.workspace, dataset=key.dataset, dataset_id=unit.dataset_id, me=key.me,
         me_id=unit.me_id, dim=unit.dim, run=run, rows=rows, ls_ranges=to_ranges(ls),
         bytes=size, sha256=file_sha256(target),
-        ingested_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), complete=not test,
+        ingested_at=now_iso(), complete=not test,
         source={"url": client.api_url + unit.endpoint,
                 "workspace": client.settings.workspace, "filters": params},
     ))

@@ -56,7 +56,7 @@ class ListedFile:
 
 
 @dataclass(frozen=True)
-class Certification:
+class CertificationJson:
     """A certification JSON: run → inclusive LS ranges."""
 
     name: str
@@ -132,7 +132,7 @@ def latest(files: list[ListedFile], kind: str) -> ListedFile | None:
     return max(matching, key=lambda f: (f.last_modified, f.name), default=None)
 
 
-def parse_runs(body: bytes, what: str) -> RunRanges:
+def parse_cert_json(body: bytes, what: str) -> RunRanges:
     """`{"<run>": [[first, last], ...]}` into int runs and (first, last) tuples."""
     try:
         data = orjson.loads(body)
@@ -217,23 +217,23 @@ class CafClient:
         page = self._get(self.folder_url, "CAF listing", complete)
         return parse_listing(page.decode("utf-8", "replace"))
 
-    def certification(self) -> Certification:
+    def certification(self) -> CertificationJson:
         """Download and parse the latest JSON of the kind. A class folder without one yet
-        (early in a year) certifies nothing: an empty Certification, not an error, so the
+        (early in a year) certifies nothing: an empty CertificationJson, not an error, so the
         nightly run reports its runs as not certified yet instead of failing."""
         s = self.settings
         chosen = latest(self.listing(), s.kind)
         if chosen is None:
-            return Certification(f"no {s.kind} JSON in {s.cert_class} yet", self.folder_url,
+            return CertificationJson(f"no {s.kind} JSON in {s.cert_class} yet", self.folder_url,
                                  "", {})
         url = urljoin(self.folder_url, chosen.href)
         holder: list[RunRanges] = []
 
         def parsed(body: bytes) -> None:
-            holder.append(parse_runs(body, chosen.name))
+            holder.append(parse_cert_json(body, chosen.name))
 
         self._get(url, "CAF certification JSON", parsed)
-        return Certification(chosen.name, url, chosen.last_modified, holder[-1])
+        return CertificationJson(chosen.name, url, chosen.last_modified, holder[-1])
 
     def close(self) -> None:
         self.session.close()

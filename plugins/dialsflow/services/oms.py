@@ -19,19 +19,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 import requests
 
 from dialsflow.config.connections import OmsSettings
-from dialsflow.config.jobs import OmsFilters
 from dialsflow.errors import ServiceError
 from dialsflow.services.dials import DialsClient
 from dialsflow.services.http import RETRYABLE_STATUS, RetryPolicy, describe_error
+from dialsflow.times import iso, utc
 
 log = logging.getLogger("dialsflow")
 
@@ -67,23 +66,6 @@ class OmsRun:
     def ended(self) -> bool:
         return self.end_time is not None
 
-    def rejection(self, filters: OmsFilters) -> str | None:
-        """Why the job's OMS filters reject this run, or None when it passes."""
-        # stable_beam → runs.stable_beam, Boolean "Stable beams during the run" (§6.1).
-        if filters.stable_beam and self.stable_beam is not True:
-            return "no stable beams (OMS stable_beam false)"
-        # min_recorded_lumi → runs.recorded_lumi, integrated lumi recorded by CMS, pb^-1
-        # (§6.1; null while ongoing, §3).
-        if filters.min_recorded_lumi > 0 and (self.recorded_lumi or 0.0) < \
-                filters.min_recorded_lumi:
-            return (f"recorded lumi {self.recorded_lumi or 0.0:.3g} pb^-1 below "
-                    f"{filters.min_recorded_lumi:g}")
-        # components → runs.components, List "Subsystems included in the run" (§6.1).
-        missing = [c for c in filters.components if c not in self.components]
-        if missing:
-            return f"components not in the run: {', '.join(missing)}"
-        return None
-
     @classmethod
     def from_resource(cls, item: dict[str, Any]) -> OmsRun:
         a = item.get("attributes", {})
@@ -91,8 +73,8 @@ class OmsRun:
         return cls(
             run_number=int(a["run_number"]),
             fill_number=a.get("fill_number"),
-            start_time=_time(a.get("start_time")),
-            end_time=_time(a.get("end_time")),
+            start_time=_instant(a.get("start_time")),
+            end_time=_instant(a.get("end_time")),
             stable_beam=a.get("stable_beam"),
             recorded_lumi=_lumi(a.get("recorded_lumi"), units.get("recorded_lumi")),
             delivered_lumi=_lumi(a.get("delivered_lumi"), units.get("delivered_lumi")),
@@ -103,18 +85,15 @@ class OmsRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_number": self.run_number, "fill_number": self.fill_number,
-                "start_time": oms_time(self.start_time) if self.start_time else None,
-                "end_time": oms_time(self.end_time) if self.end_time else None,
+                "start_time": iso(self.start_time) if self.start_time else None,
+                "end_time": iso(self.end_time) if self.end_time else None,
                 "stable_beam": self.stable_beam, "recorded_lumi": self.recorded_lumi,
                 "delivered_lumi": self.delivered_lumi, "components": list(self.components),
                 "last_lumisection_number": self.last_lumisection_number, "era": self.era}
 
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value.replace(" ", "T"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+def _instant(value: str | None) -> datetime | None:
+    return utc(value) if value else None
 
 
 def _lumi(value: float | None, units: dict | None) -> float | None:
@@ -126,29 +105,6 @@ def _lumi(value: float | None, units: dict | None) -> float | None:
         log.warning("OMS lumi unit %r unknown; taken as pb^-1", unit)
         factor = 1.0
     return float(value) * factor
-
-
-def utc(value: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken as UTC (as OMS does, oms_api.md §3)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def oms_time(value: datetime) -> str:
-    """OMS' own format (oms_api.md §3); no '+', which omsapi would not URL-encode."""
-    return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def split_by_filters(runs: Iterable[OmsRun],
-                     filters: OmsFilters) -> tuple[list[OmsRun], list[tuple[OmsRun, str]]]:
-    """(runs passing, [(run, reason)] rejected)."""
-    kept, rejected = [], []
-    for run in runs:
-        reason = run.rejection(filters)
-        if reason is None:
-            kept.append(run)
-        else:
-            rejected.append((run, reason))
-    return kept, rejected
 
 
 class OmsRuns:
@@ -183,8 +139,8 @@ class OmsRuns:
     def runs_ended_between(self, start: datetime, end: datetime) -> list[OmsRun]:
         """Runs that ended in [start, end); ongoing runs (end_time null) never match."""
         lo, hi = utc(start), utc(end)
-        runs = self.query_runs([("end_time", "GE", oms_time(lo)),
-                                ("end_time", "LT", oms_time(hi))])
+        runs = self.query_runs([("end_time", "GE", iso(lo)),
+                                ("end_time", "LT", iso(hi))])
         # OMS compares at its own resolution; keep exactly the half-open window.
         return [r for r in runs if r.end_time is not None and lo <= r.end_time < hi]
 
