@@ -6,7 +6,7 @@ time (`os.wait4`) belong to that case alone. Methods:
 
 - baseline: the seed's way, unmodified cmsdials: per run `dials.h1d/h2d.list_all(filters)`
   with the default page size, `.to_pandas()`, then `pd.concat` and `to_parquet`;
-- dialsflow: `dialsflow.fetch.fetch(...)` with its default concurrency, parquet + manifest;
+- dialsflow: `dialsflow.pipeline.ingest.fetch(...)`, default concurrency, parquet + manifest;
 - raw floor: one keep-alive `requests.Session`, page_size 500, the same concurrency and
   `fields` as dialsflow, `orjson.loads` of each page and nothing else (nothing written).
 
@@ -103,13 +103,14 @@ def child_dialsflow(spec: dict[str, Any]) -> dict[str, Any]:
 
     os.environ["AIRFLOW_CONN_DIALS_DEFAULT"] = json.dumps(spec["conn"])
     from dialsflow.config.connections import DialsSettings, from_env
-    from dialsflow.pipeline.fetch import fetch, with_workspace
+    from dialsflow.config.runs import RunSelection
+    from dialsflow.pipeline.ingest import fetch
 
     logging.basicConfig(level=logging.WARNING)
-    settings = with_workspace(DialsSettings.from_connection(from_env("dials_default")),
-                              spec["workspace"])
+    settings = DialsSettings.from_connection(from_env("dials_default")).for_workspace(
+        spec["workspace"])
     report = fetch(settings, [spec["dataset"]], [spec["me"]], Path(spec["out"]),
-                   runs=frozenset(spec["runs"]), on_result=lambda r: None)
+                   runs=RunSelection.of(spec["runs"]), on_result=lambda r: None)
     if report.failed:
         raise SystemExit(f"dialsflow failed: {report.failed[0].error}")
     return {"rows": sum(r.rows for r in report.written),

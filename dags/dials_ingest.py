@@ -2,7 +2,7 @@
 
 load_config → discover → ingest (one mapped task per concrete dataset × ME, pool `dials_api`)
 → completeness (always runs; fails the DAG run on our failures). The logic lives in
-`plugins/dialsflow/nightly.py`; nothing here touches the network or reads more than the
+`dialsflow.airflow.tasks`; nothing here touches the network or reads more than the
 jobs file (for the output assets).
 
 Parse-time settings (environment, all optional): DIALSFLOW_SCHEDULE (cron, UTC),
@@ -56,17 +56,17 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
 def dials_ingest() -> None:
     @task
     def load_config() -> dict:
-        from dialsflow.airflow import tasks as nightly
+        from dialsflow.airflow import tasks
 
-        return nightly.load_config(get_current_context())
+        return tasks.load_config(get_current_context())
 
     @task
     def discover(config: dict) -> list[dict]:
         """Returns the units to map over; the whole plan (for completeness) goes to XCom
         key "plan" (Airflow maps only over return values)."""
-        from dialsflow.airflow import tasks as nightly
+        from dialsflow.airflow import tasks
 
-        plan = nightly.discover(config)
+        plan = tasks.discover(config)
         get_current_context()["ti"].xcom_push(key="plan", value=plan)
         return plan["units"]
 
@@ -77,23 +77,23 @@ def dials_ingest() -> None:
               os.environ.get("DIALSFLOW_TASK_TIMEOUT_MIN", "180"))),
           map_index_template="{{ unit_label }}")
     def ingest(unit: dict, config: dict) -> dict:
-        from dialsflow.airflow import tasks as nightly
+        from dialsflow.airflow import tasks
 
         context = get_current_context()
-        context["unit_label"] = nightly.unit_label(unit)  # type: ignore[typeddict-unknown-key]
-        return nightly.ingest(unit, config)
+        context["unit_label"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
+        return tasks.ingest(unit, config)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=output_assets())
     def completeness(results: list[dict]) -> dict:
         """Runs whatever happened upstream; config and plan are pulled here (not passed as
         arguments) so a failed load_config/discover gives a clear message, not a render
         error."""
-        from dialsflow.airflow import tasks as nightly
+        from dialsflow.airflow import tasks
 
         ti = get_current_context()["ti"]
         config = ti.xcom_pull(task_ids="load_config")
         plan = ti.xcom_pull(task_ids="discover", key="plan")
-        return nightly.completeness(config, plan, list(results))
+        return tasks.completeness(config, plan, list(results))
 
     config = load_config()
     units = discover(config)

@@ -22,7 +22,8 @@ from dialsflow.config.connections import (
     DialsSettings,
     from_env,
 )
-from dialsflow.config.inputs import load_patterns, parse_runs
+from dialsflow.config.inputs import load_patterns
+from dialsflow.config.runs import RunSelection
 from dialsflow.errors import DialsflowError, InputError
 
 
@@ -87,15 +88,15 @@ def _connections() -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from dialsflow.pipeline.fetch import fetch, with_workspace
+    from dialsflow.pipeline.ingest import fetch
 
     if not 1 <= args.concurrency <= 32:
         raise DialsflowError("--concurrency must be between 1 and 32")
     datasets = load_patterns(args.datasets, "datasets")
     mes = load_patterns(args.menames, "MEs")
-    runs = parse_runs(args.runs)
-    settings = with_workspace(DialsSettings.from_connection(from_env("dials_default")),
-                              args.workspace)
+    runs = RunSelection.parse(args.runs)
+    settings = DialsSettings.from_connection(from_env("dials_default")).for_workspace(
+        args.workspace)
     report = fetch(settings, datasets, mes, args.outputdir, me_type=args.metype, runs=runs,
                    resubmit=args.resubmit, test=args.test, concurrency=args.concurrency)
     print(f"dialsflow: {len(report.written)} runs written, {len(report.skipped)} skipped as "
@@ -107,7 +108,6 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _check_lumis(args: argparse.Namespace) -> int:
     from dialsflow.pipeline.completeness import check_units, select_units
-    from dialsflow.pipeline.fetch import with_workspace
     from dialsflow.services.dbs import DbsClient
     from dialsflow.services.dials import DialsClient
     from dialsflow.store.layout import units_on_disk
@@ -120,7 +120,7 @@ def _check_lumis(args: argparse.Namespace) -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are expected, not news
     datasets = load_patterns(args.datasets, "datasets")
     mes = load_patterns(args.menames, "MEs") if args.menames else None
-    runs = parse_runs(args.runs)
+    runs = RunSelection.parse(args.runs)
     if not args.outputdir.is_dir():
         raise InputError(f"output directory {args.outputdir} does not exist: give the -o of "
                          "dialsflow fetch")
@@ -136,7 +136,7 @@ def _check_lumis(args: argparse.Namespace) -> int:
             settings = DialsSettings.from_connection(from_env("dials_default"))
             dials = {}
             for ws in sorted({k.workspace for k in units}):
-                dials[ws] = DialsClient(with_workspace(settings, ws))
+                dials[ws] = DialsClient(settings.for_workspace(ws))
                 stack.callback(dials[ws].close)
         report = check_units(args.outputdir, dict.fromkeys(units, runs), dbs, dials)
     if not report.checks:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fetch(args)
         if args.command == "check-lumis":
             return _check_lumis(args)
-    except (DialsflowError, ConnectionConfigError) as exc:
+    except DialsflowError as exc:
         print(f"dialsflow: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,12 @@
-"""Errors meant for people: each message is one line that says what to do."""
+"""The one exception tree; every message is one line that says what to do.
+
+    DialsflowError                 anything dialsflow reports to people (CLI exit 2, task failure)
+    ├── InputError                 a flag, file, pattern or jobs-file field is unusable
+    │   └── ConnectionConfigError  an Airflow connection is missing or malformed
+    ├── ServiceError               a service refused, or transient errors outlasted the retries
+    ├── UnitFailed                 runs of a dataset × ME could not be ingested
+    └── CompletenessFailed         a job's night is incomplete beyond what it tolerates
+"""
 
 from __future__ import annotations
 
@@ -11,5 +19,17 @@ class InputError(DialsflowError):
     """A flag, file or pattern the user gave is unusable."""
 
 
+class ConnectionConfigError(InputError, ValueError):
+    """A connection is missing or malformed; the message says which field and how to fix it."""
+
+
 class ServiceError(DialsflowError):
     """A service answered with a permanent error, or transient errors outlasted the budget."""
+
+
+class UnitFailed(DialsflowError):
+    """Some runs of a dataset × ME could not be ingested; the message names each one."""
+
+
+class CompletenessFailed(DialsflowError):
+    """Our output lacks lumisections DIALS has, upstream gaps exceed tolerance, or units failed."""

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from dialsflow.airflow.tasks import judge, runs_to_do, safe_run_id, unit_label, window
+from dialsflow.airflow.tasks import unit_label, window
 from dialsflow.pipeline.completeness import CompletenessReport, RunCheck
-from dialsflow.pipeline.discovery import unit_from_dict
-from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.pipeline.ingest import runs_to_do
+from dialsflow.pipeline.units import Unit
+from dialsflow.pipeline.verdict import judge
+from dialsflow.store.layout import UnitKey, run_file, safe_run_id
 from dialsflow.store.manifest import Manifest, RunEntry
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO",
@@ -54,7 +56,7 @@ def test_parquet_lacking_what_dials_has_always_fails_except_in_test_mode():
 
 
 def test_failed_units_fail_the_job_even_without_a_report():
-    assert judge(None, [UNIT], 0.5, test=True) == [
+    assert judge(None, [KEY], 0.5, test=True) == [
         f"ingestion failed for {KEY.dataset} × {KEY.me} (see its mapped task log)"]
 
 
@@ -70,7 +72,7 @@ def test_retries_resume_and_forced_retries_keep_tonights_work(tmp_path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"abcd")
         manifest.record(entry(run, when))
-    unit = unit_from_dict(UNIT)
+    unit = Unit.from_json(UNIT)
     started = "2026-11-25T03:00:00Z"
     assert runs_to_do(manifest, unit, force=False, since=started) == [3]
     assert runs_to_do(manifest, unit, force=True, since=started) == [1, 3]

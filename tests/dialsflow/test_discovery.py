@@ -11,15 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow.config.jobs import PROJECT_ROOT, CertificationChoice, Job, load_jobs
+from dialsflow.config.jobs import CertificationChoice, Job, load_jobs
+from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
-from dialsflow.pipeline.discovery import (
-    DuePlan,
-    dataset_era,
-    discover,
-    unit_from_dict,
-    unit_to_dict,
-)
+from dialsflow.pipeline.discovery import JobPlan, dataset_era, find_due
 from dialsflow.pipeline.units import Unit
 from dialsflow.store.layout import UnitKey, run_file
 from dialsflow.store.manifest import Manifest, RunEntry
@@ -35,8 +30,10 @@ LATER = "2024-04-25T12:00:00Z"  # golden covers the held-back runs; one still in
 
 
 @pytest.fixture(scope="module")
-def jobs() -> dict[str, Job]:
-    return load_jobs(PROJECT_ROOT / "include" / "jsons" / "jobs.json")
+def jobs(tmp_path_factory) -> dict[str, Job]:
+    with pytest.MonkeyPatch.context() as env:  # the demo's outputs are relative
+        env.setenv("DIALSFLOW_OUTPUT_ROOT", str(tmp_path_factory.mktemp("out")))
+        return load_jobs(Path(__file__).resolve().parents[2] / "include" / "jsons" / "jobs.json")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +43,10 @@ def later() -> Iterator[EmulatorProcess]:
 
 
 def run_discover(emu: EmulatorProcess, job: Job, start, end, *, via: str = "direct",
-                 manifest: Manifest | None = None, **kwargs) -> DuePlan:
+                 manifest: Manifest | None = None, **kwargs) -> JobPlan:
     dials = dials_client(emu, job.workspace)
     with caf_client(emu, job.certification.cert_class, job.certification.kind) as caf:
-        return discover(job, start, end, dials=dials, oms=oms(emu, via, dials), caf=caf,
+        return find_due(job, start, end, dials=dials, oms=oms(emu, via, dials), caf=caf,
                         manifest=manifest or Manifest(Path("/nonexistent")), **kwargs)
 
 
@@ -137,7 +134,7 @@ def test_ecal_job_mixes_1d_and_2d(emulator, truth, jobs):
     assert all(u["runs"] == due for u in plan.units)
     with pytest.raises(InputError, match="is for workspace 'ecal' but the DIALS client talks "
                                          "to 'tracker'"):
-        discover(job, now, now, dials=dials_client(emulator), oms=oms(emulator, "direct"),
+        find_due(job, now, now, dials=dials_client(emulator), oms=oms(emulator, "direct"),
                  caf=caf_client(emulator), manifest=Manifest(Path("/nonexistent")))
 
 
@@ -196,14 +193,14 @@ def test_explicit_runs_bypass_the_window_not_certification(emulator, truth, jobs
     far = (utc("2024-06-01T00:00:00Z"), utc("2024-06-02T00:00:00Z"))
     assert run_discover(emulator, job, *far).units == []
     plan = run_discover(emulator, job, *far,
-                        runs=frozenset({golden[0], golden[-1], bad, unstable, 400000}))
+                        runs=RunSelection.of({golden[0], golden[-1], bad, unstable, 400000}))
     assert plan.due_runs == {ZB: [golden[0], golden[-1]]}
     assert plan.window_start is None and plan.selection is not None
     reasons = {s["run"]: s["reason"] for s in plan.skipped}
     assert reasons == {bad: f"not certified in {plan.certification['name']}",
                        unstable: "no stable beams (OMS stable_beam false)",
                        400000: "unknown to OMS"}
-    ranged = run_discover(emulator, job, *far, runs=(golden[0], golden[4]))
+    ranged = run_discover(emulator, job, *far, runs=RunSelection(golden[0], golden[4]))
     assert ranged.due_runs == {ZB: golden[:5]}
     assert ranged.selection == f"{golden[0]}-{golden[4]}"
 
@@ -216,16 +213,16 @@ def test_plan_is_small_json_and_units_convert(emulator, truth, jobs):
     now = utc(truth["now"])
     plan = run_discover(emulator, job, now - timedelta(days=1), now)
     data = orjson.loads(orjson.dumps(plan.to_dict()))
-    assert DuePlan.from_dict(data) == plan
+    assert JobPlan.from_dict(data) == plan
     assert len(orjson.dumps(plan.units[0])) < 1000
     for unit in data["units"]:
         assert set(unit) == {"workspace", "dataset", "dataset_id", "me", "me_id", "dim", "runs",
                              "complete"}
-        converted = unit_from_dict(unit)
+        converted = Unit.from_json(unit)
         assert isinstance(converted, Unit) and converted.endpoint == "th2/"
         assert converted.key == UnitKey("tracker", ZB, unit["me"])
-        assert unit_to_dict(converted) == {k: v for k, v in unit.items() if k != "complete"}
-    assert plan.plan_units() == [unit_from_dict(u) for u in data["units"]]
+        assert converted.to_json() == {k: v for k, v in unit.items() if k != "complete"}
+    assert plan.due_units() == [Unit.from_json(u) for u in data["units"]]
     text = plan.summary()
     assert text.splitlines()[0].startswith("job demo_tracker (tracker): runs ended in [")
     assert f"due {ZB}: " in text and "skipped run" in text

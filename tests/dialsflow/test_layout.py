@@ -92,8 +92,9 @@ def test_parquet_and_manifest_writes_stay_under_outdir(ws, dataset, me, run):
     import tempfile
 
     from dialsflow.store import atomic
-    from dialsflow.store.locks import LOCKS_DIR, unit_lock
-    from dialsflow.store.manifest import MANIFEST_DIR, Manifest, RunEntry
+    from dialsflow.store.layout import LOCKS_DIR, MANIFEST_DIR
+    from dialsflow.store.locks import unit_lock
+    from dialsflow.store.manifest import Manifest, RunEntry
 
     with tempfile.TemporaryDirectory() as top:
         outdir = Path(top) / "out"
@@ -122,7 +123,7 @@ def test_parquet_and_manifest_writes_stay_under_outdir(ws, dataset, me, run):
 def test_report_names_are_one_component(run_id):
     """DAG run ids are user input (REST trigger): the completeness report's file name
     derived from one never leaves OUTDIR/_reports."""
-    from dialsflow.airflow.tasks import REPORTS_DIR, safe_run_id
+    from dialsflow.store.layout import REPORTS_DIR, safe_run_id
 
     name = f"{safe_run_id(run_id)}.json"
     assert "/" not in name and "\x00" not in name and name not in (".", "..")
@@ -133,6 +134,14 @@ def test_report_names_are_one_component(run_id):
 CONFIG_TEXT = st.one_of(HOSTILE, LONG, st.sampled_from(
     ["/abs/out", "../../etc", "~", "~nobody-here/x", "rel/out", "a\x00b", "s3://bucket/x",
      "x" * 300, "./.", "out/../../.."]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def output_root_set(tmp_path_factory):
+    """Relative job outputs need $DIALSFLOW_OUTPUT_ROOT (there is no default)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DIALSFLOW_OUTPUT_ROOT", str(tmp_path_factory.mktemp("output")))
+        yield
 
 
 @settings(max_examples=300, deadline=None, database=None)

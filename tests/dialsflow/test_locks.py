@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from dialsflow.store.layout import UnitKey
-from dialsflow.store.locks import lock_path, unit_lock
+from dialsflow.store.layout import UnitKey, lock_file
+from dialsflow.store.locks import unit_lock
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", "a/b c+1")
 
@@ -46,4 +46,4 @@ def test_other_units_do_not_wait_and_locks_stay_under_outdir(tmp_path):
         assert got_other.wait(timeout=30)  # a lock on KEY does not hold back other units
     t.join()
     for key in (KEY, other):
-        assert lock_path(tmp_path, key).resolve().is_relative_to(tmp_path / "_locks")
+        assert lock_file(tmp_path, key).resolve().is_relative_to(tmp_path / "_locks")

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
+
+from dialsflow.errors import ConnectionConfigError
 
 CONN_IDS = ("dials_default", "oms_default", "dbs_default", "caf_default")
 
@@ -34,10 +36,8 @@ PRODUCTION_KEYCLOAK = "https://auth.cern.ch/auth/"
 DIALS_AUDIENCE = "cms-dials-prod-confidential-app"
 OMS_AUDIENCE = "cmsoms-prod"
 CERT_KINDS = ("golden", "muon", "dcs")
-
-
-class ConnectionConfigError(ValueError):
-    """A connection is missing or malformed; the message says which field and how to fix it."""
+#: DIALS' own default workspace (docs/reference/dials.md §1).
+DEFAULT_WORKSPACE = "tracker"
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,10 @@ class DialsSettings:
     client_secret: str | None = field(repr=False)
     verify: bool | str
     cache_dir: str | None
+
+    def for_workspace(self, workspace: str | None) -> DialsSettings:
+        """These settings for `workspace`, else the connection's, else DIALS' default."""
+        return replace(self, workspace=workspace or self.workspace or DEFAULT_WORKSPACE)
 
     @classmethod
     def from_connection(cls, conn: ServiceConnection | None) -> DialsSettings:

@@ -1,4 +1,4 @@
-"""User inputs, validated up front: pattern lists (seed-style JSON files) and run selections."""
+"""Users' JSON files, validated up front: pattern lists (seed-style) and the reader for all."""
 
 from __future__ import annotations
 
@@ -43,35 +43,3 @@ def check_regex(pattern: str, what: str) -> None:
         re.compile(pattern)
     except re.error as exc:
         raise InputError(f"invalid regex in {what}: {pattern!r} ({exc})") from None
-
-
-#: A run selection: an inclusive (first, last) range or a set of run numbers.
-RunSelection = tuple[int, int] | frozenset[int]
-
-
-def parse_runs(text: str | None) -> RunSelection | None:
-    """'380000-380100' (inclusive range) or '380001,380007' (list); None means all runs."""
-    if text is None:
-        return None
-    t = text.strip()
-    try:
-        if "-" in t:
-            low, high = (int(x) for x in t.split("-", 1))
-            if low > high or low < 1:
-                raise ValueError
-            return (low, high)
-        runs = frozenset(int(x) for x in t.split(",") if x.strip())
-        if not runs or min(runs) < 1:
-            raise ValueError
-        return runs
-    except ValueError:
-        raise InputError(f"--runs {text!r}: give FIRST-LAST (e.g. 380000-380100) or a comma "
-                         "list of run numbers (e.g. 380001,380007)") from None
-
-
-def run_selected(run: int, selection: RunSelection | None) -> bool:
-    if selection is None:
-        return True
-    if isinstance(selection, tuple):
-        return selection[0] <= run <= selection[1]
-    return run in selection

@@ -24,14 +24,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from dialsflow.config.inputs import RunSelection, run_selected
+from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError, ServiceError
 from dialsflow.lumis import LumiMap, format_ranges, to_ranges
 from dialsflow.services.dbs import DbsClient
 from dialsflow.services.dials import DialsClient
-from dialsflow.store.layout import RUN_FILE, UnitKey, run_file, unit_dir
+from dialsflow.store.layout import UnitKey, parquet_runs, run_file
+from dialsflow.store.parquet import read_lumis
 
 log = logging.getLogger("dialsflow")
 
@@ -73,27 +72,6 @@ def dials_lumis(client: DialsClient, dataset_id: int,
         for row in rows:
             found.setdefault(int(row["run_number"]), set()).add(int(row["ls_number"]))
     return {run: frozenset(ls) for run, ls in sorted(found.items())}
-
-
-def parquet_runs(outdir: str | Path, key: UnitKey) -> list[int]:
-    """Runs with a parquet file on disk for a unit, ascending."""
-    folder = unit_dir(outdir, key)
-    if not folder.is_dir():
-        return []
-    return sorted(int(m[1]) for f in folder.iterdir() if (m := RUN_FILE.fullmatch(f.name)))
-
-
-def parquet_lumis(outdir: str | Path, key: UnitKey, run: int) -> frozenset[int]:
-    """LS numbers in a run's parquet file (only `ls_number` is read); empty when absent."""
-    path = run_file(outdir, key, run)
-    try:
-        column = pq.read_table(path, columns=["ls_number"]).column("ls_number")
-    except FileNotFoundError:
-        return EMPTY
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable dialsflow parquet file ({exc}); delete it "
-                         "and fetch that run again") from None
-    return frozenset(column.to_pylist())
 
 
 # ---- results ----------------------------------------------------------------------------
@@ -312,14 +290,8 @@ def select_units(found: Iterable[UnitKey], dataset_patterns: list[str],
     return [k for k in chosen if any(re.search(p, k.me) for p in me_patterns)]
 
 
-def _selected(lumis: LumiMap, selection: RunSelection | None) -> LumiMap:
-    return {run: ls for run, ls in lumis.items() if run_selected(run, selection)}
-
-
-def _dbs_runs(selection: RunSelection | None) -> Iterable[int] | None:
-    if isinstance(selection, tuple):
-        return range(selection[0], selection[1] + 1)
-    return selection
+def _within(lumis: LumiMap, selection: RunSelection | None) -> LumiMap:
+    return {run: ls for run, ls in lumis.items() if selection is None or run in selection}
 
 
 def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection | None], dbs: DbsClient,
@@ -334,10 +306,10 @@ def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection | None]
     plan: list[tuple[UnitKey, LumiMap, list[int]]] = []
     for key, selection in units.items():
         if (key.dataset, selection) not in dbs_cache:
-            found = dbs.run_lumis(key.dataset, _dbs_runs(selection))
-            dbs_cache[(key.dataset, selection)] = _selected(found, selection)
+            found = dbs.run_lumis(key.dataset, selection)
+            dbs_cache[(key.dataset, selection)] = _within(found, selection)
         in_dbs = dbs_cache[(key.dataset, selection)]
-        on_disk = [r for r in parquet_runs(outdir, key) if run_selected(r, selection)]
+        on_disk = [r for r in parquet_runs(outdir, key) if selection is None or r in selection]
         plan.append((key, in_dbs, sorted(set(in_dbs) | set(on_disk))))
 
     dials_sets: dict[tuple[str, str], LumiMap] = {}
@@ -357,7 +329,7 @@ def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection | None]
         in_dials = dials_sets.get((key.workspace, key.dataset))
         for run in runs:
             checks.append(RunCheck(key, run, in_dbs.get(run, EMPTY),
-                                   parquet_lumis(outdir, key, run),
+                                   read_lumis(run_file(outdir, key, run)),
                                    None if in_dials is None else in_dials.get(run, EMPTY)))
     by_dataset: dict[str, dict[int, frozenset[int]]] = {}
     for key, in_dbs, runs in plan:

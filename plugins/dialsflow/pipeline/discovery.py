@@ -13,7 +13,7 @@ A run is due for a concrete dataset × ME when, in this order:
 
 Runs failing 1 or 2 are *skipped*, with the reason (ongoing, no stable beams, not in the
 Golden JSON, ...). The plan is plain JSON: each unit is the kwargs of one mapped Airflow
-task and converts to `dialsflow.plan.Unit` with `unit_from_dict`.
+task and converts to `dialsflow.pipeline.units.Unit` with `Unit.from_json`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from dialsflow.config.inputs import RunSelection
+from dialsflow.config.connections import DEFAULT_WORKSPACE
 from dialsflow.config.jobs import Job
+from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
 from dialsflow.pipeline.run_filters import split_by_filters
 from dialsflow.pipeline.units import Unit, expand_datasets, expand_mes
@@ -45,23 +46,9 @@ _LFN_RUN = re.compile(r"/(\d{3})/(\d{3})/(\d{3})/\d{5}/[^/]+$")
 # ---- the plan --------------------------------------------------------------------------
 
 
-def unit_to_dict(unit: Unit) -> dict[str, Any]:
-    """A plan Unit as small JSON (mapped-task kwargs)."""
-    return {"workspace": unit.key.workspace, "dataset": unit.key.dataset,
-            "dataset_id": unit.dataset_id, "me": unit.key.me, "me_id": unit.me_id,
-            "dim": unit.dim, "runs": list(unit.runs)}
-
-
-def unit_from_dict(data: dict[str, Any]) -> Unit:
-    """Inverse of `unit_to_dict`."""
-    return Unit(UnitKey(data["workspace"], data["dataset"], data["me"]),
-                int(data["dataset_id"]), int(data["me_id"]), int(data["dim"]),
-                tuple(int(r) for r in data["runs"]))
-
-
 @dataclass
-class DuePlan:
-    """The result of `discover`; `to_dict()` is JSON-serialisable (XCom-safe)."""
+class JobPlan:
+    """The result of `find_due`; `to_dict()` is JSON-serialisable (XCom-safe)."""
 
     job: str
     workspace: str
@@ -70,7 +57,7 @@ class DuePlan:
     selection: str | None  # the explicit runs, as text
     force: bool
     certification: dict[str, str]  # name, url, last_modified
-    #: unit dicts (`unit_to_dict`) plus "complete": runs of the window already complete
+    #: unit dicts (`Unit.to_json`) plus "complete": runs of the window already complete
     units: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)  # {dataset, run, reason}
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {dataset|None, run, reason}
@@ -80,11 +67,11 @@ class DuePlan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DuePlan:
+    def from_dict(cls, data: dict[str, Any]) -> JobPlan:
         return cls(**data)
 
-    def plan_units(self) -> list[Unit]:
-        return [unit_from_dict(u) for u in self.units]
+    def due_units(self) -> list[Unit]:
+        return [Unit.from_json(u) for u in self.units]
 
     @property
     def due_runs(self) -> dict[str, list[int]]:
@@ -122,31 +109,25 @@ def _runs_text(runs: list[int]) -> str:
         f"{len(runs)} runs {runs[0]}..{runs[-1]}"
 
 
-def selection_text(runs: RunSelection) -> str:
-    if isinstance(runs, tuple):
-        return f"{runs[0]}-{runs[1]}"
-    return ",".join(map(str, sorted(runs)))
-
-
 # ---- discovery -------------------------------------------------------------------------
 
 
-def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: DialsClient,
+def find_due(job: Job, window_start: datetime, window_end: datetime, *, dials: DialsClient,
              oms: OmsRuns, caf: CafClient | CertificationJson, manifest: Manifest,
-             runs: RunSelection | None = None, force: bool = False) -> DuePlan:
+             runs: RunSelection | None = None, force: bool = False) -> JobPlan:
     """The due plan of `job` for the data interval [window_start, window_end).
 
     `dials` must talk to the job's workspace; `caf` is a client for the job's class/kind
     (see `Job.caf_settings`) or an already downloaded CertificationJson; `runs` (from
-    `dialsflow.inputs.parse_runs`) replaces the time window; `force` ignores the manifest.
+    `RunSelection.parse`) replaces the time window; `force` ignores the manifest.
     Nothing is logged here: the caller logs `plan.summary()` once.
     """
-    workspace = dials.settings.workspace or "tracker"  # DIALS' default (dials_api.md §1)
+    workspace = dials.settings.workspace or DEFAULT_WORKSPACE
     if workspace != job.workspace:
         raise InputError(f"job {job.name!r} is for workspace {job.workspace!r} but the DIALS "
                          f"client talks to {workspace!r}")
     cert = caf if isinstance(caf, CertificationJson) else caf.certification()
-    plan = DuePlan(job.name, job.workspace, None, None, None, force,
+    plan = JobPlan(job.name, job.workspace, None, None, None, force,
                    {"name": cert.name, "url": cert.url, "last_modified": cert.last_modified})
 
     # 1. OMS: ended runs of the window (or the explicit selection) that pass the filters.
@@ -155,8 +136,8 @@ def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: D
         plan.window_start, plan.window_end = iso(start), iso(window_end)
         ended = oms.runs_ended_between(start, window_end)
     else:
-        plan.selection = selection_text(runs)
-        ended = _selected(oms, runs, plan)
+        plan.selection = runs.text
+        ended = _oms_records(oms, runs, plan)
     passing, rejected = split_by_filters(ended, job.oms)
     for run, reason in rejected:
         plan.skipped.append({"dataset": None, "run": run.run_number, "reason": reason})
@@ -194,7 +175,7 @@ def discover(job: Job, window_start: datetime, window_end: datetime, *, dials: D
             plan.already_complete += len(done)
             # Units with only complete runs stay in the plan: the completeness check covers
             # every run of the window, not just the ones fetched tonight.
-            plan.units.append({**unit_to_dict(Unit(key, dataset_id, me_id, dim, tuple(due))),
+            plan.units.append({**Unit(key, dataset_id, me_id, dim, tuple(due)).to_json(),
                                "complete": done})
     return plan
 
@@ -207,13 +188,10 @@ def dataset_era(dataset: str) -> str | None:
     return parts[2].split("-", 1)[0] or None
 
 
-def _selected(oms: OmsRuns, runs: RunSelection, plan: DuePlan) -> list[OmsRun]:
+def _oms_records(oms: OmsRuns, runs: RunSelection, plan: JobPlan) -> list[OmsRun]:
     """The OMS records of explicitly selected runs; unknown and ongoing ones are skipped."""
-    wanted = runs if isinstance(runs, frozenset) else None
-    first, last = (runs if isinstance(runs, tuple) else (min(runs), max(runs)))
-    found = [r for r in oms.runs_numbered(first, last)
-             if wanted is None or r.run_number in wanted]
-    for n in sorted((wanted or frozenset()) - {r.run_number for r in found}):
+    found = [r for r in oms.runs_numbered(*runs.bounds) if r.run_number in runs]
+    for n in sorted((runs.listed or frozenset()) - {r.run_number for r in found}):
         plan.skipped.append({"dataset": None, "run": n, "reason": "unknown to OMS"})
     for r in found:
         if not r.ended:

@@ -1,5 +1,8 @@
 """Ingest units: stream each run's pages into one parquet file, then record it in the manifest.
 
+Both entry points end here: `fetch` (the CLI's one-off pull) and the nightly DAG's
+mapped tasks (`ingest_units` on one unit, after `runs_to_do` under the unit's lock).
+
 Per run: pages are parsed with orjson, turned into Arrow batches and written as row groups of
 a temporary file beside the target; the file is fsynced and renamed, and only then does the
 manifest get its entry. Memory holds about one parsed page and one page in flight per worker,
@@ -9,6 +12,7 @@ pool (DIALS is shared by all of CMS: bound it further with Airflow pools).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -20,12 +24,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dialsflow.config.connections import DEFAULT_WORKSPACE, DialsSettings
+from dialsflow.config.runs import RunSelection
 from dialsflow.errors import DialsflowError
 from dialsflow.lumis import to_ranges
-from dialsflow.pipeline.units import Unit
+from dialsflow.pipeline.units import Unit, resolve_units
 from dialsflow.services.dials import DialsClient, rows_for_bytes
 from dialsflow.store import atomic
-from dialsflow.store.layout import UnitKey, run_file, unit_dir
+from dialsflow.store.layout import UnitKey, ensure_writable, run_file, unit_dir
 from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
 from dialsflow.store.parquet import FIELDS, schema, to_batch
 from dialsflow.times import now_iso
@@ -207,3 +213,29 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
             notify(result)
     report.results.sort(key=lambda r: (r.key, r.run))
     return report
+
+
+def runs_to_do(manifest: Manifest, unit: Unit, *, force: bool, since: str) -> list[int]:
+    """Runs still missing. On a retry of a forced run, runs re-ingested since `since` (this
+    DAG run's start) are kept: retries resume instead of restarting."""
+    todo = []
+    for run in unit.runs:
+        entry = manifest.get(unit.key, run) if manifest.is_complete(unit.key, run) else None
+        if entry is None or (force and entry.ingested_at < since):
+            todo.append(run)
+    return todo
+
+
+def fetch(settings: DialsSettings, datasets: list[str], mes: list[str], outdir: Path, *,
+          me_type: str = "auto", runs: RunSelection | None = None,
+          resubmit: bool = False, test: bool = False, concurrency: int = 4,
+          on_result: Callable[[RunResult], None] | None = None) -> FetchReport:
+    """The one-off pull behind `dialsflow fetch`: patterns → units → parquet."""
+    ensure_writable(outdir)
+    with contextlib.closing(DialsClient(settings, pool_size=max(4, concurrency))) as client:
+        units = resolve_units(client, datasets, mes, me_type, runs,
+                              settings.workspace or DEFAULT_WORKSPACE)
+        log.info("plan: %d dataset × ME units, %d runs to fetch", len(units),
+                 sum(len(u.runs) for u in units))
+        return ingest_units(client, units, outdir, resubmit=resubmit, test=test,
+                            concurrency=concurrency, on_result=on_result)

@@ -8,14 +8,17 @@ is always one concrete dataset × ME; the dimension of each ME comes from DIALS 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from dialsflow.config.inputs import RunSelection, run_selected
+from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
 from dialsflow.services.dials import DialsClient
 from dialsflow.store.layout import UnitKey
 
-ME_TYPES = {"h1d": 1, "h2d": 2}
+#: The dimension each `me_type` (CLI -t, jobs file) insists on; "auto" asks DIALS.
+ME_DIMS = {"h1d": 1, "h2d": 2}
 log = logging.getLogger("dialsflow")
 
 
@@ -30,6 +33,18 @@ class Unit:
     @property
     def endpoint(self) -> str:
         return "th1/" if self.dim == 1 else "th2/"
+
+    def to_json(self) -> dict[str, Any]:
+        """Small JSON (the kwargs of one mapped Airflow task)."""
+        return {"workspace": self.key.workspace, "dataset": self.key.dataset,
+                "dataset_id": self.dataset_id, "me": self.key.me, "me_id": self.me_id,
+                "dim": self.dim, "runs": list(self.runs)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Unit:
+        return cls(UnitKey(data["workspace"], data["dataset"], data["me"]),
+                   int(data["dataset_id"]), int(data["me_id"]), int(data["dim"]),
+                   tuple(int(r) for r in data["runs"]))
 
 
 def expand_datasets(client: DialsClient, patterns: list[str]) -> dict[str, int]:
@@ -58,7 +73,7 @@ def expand_mes(client: DialsClient, patterns: list[str],
                              f"workspace {client.settings.workspace or 'default'}")
         for row in rows:
             dim = int(row["dim"])
-            if me_type != "auto" and dim != ME_TYPES[me_type]:
+            if me_type != "auto" and dim != ME_DIMS[me_type]:
                 kind = "h1d" if dim == 1 else "h2d"
                 raise InputError(f"ME {row['me']!r} is {dim}D ({kind}) but -t {me_type} was "
                                  f"given: use -t auto or -t {kind}")
@@ -70,17 +85,19 @@ def dials_runs(client: DialsClient, dataset_id: int, dataset: str,
                selection: RunSelection | None) -> list[int]:
     """Runs DIALS has for the dataset (within the selection), ascending."""
     params: dict = {"dataset_id": dataset_id, "fields": "run_number"}
-    if isinstance(selection, tuple):
-        params |= {"run_number__gte": selection[0], "run_number__lte": selection[1]}
+    if selection is not None:
+        params |= {"run_number__gte": selection.first, "run_number__lte": selection.last}
     rows = client.list_all("run/", params, what=f"runs of {dataset}")
-    runs = sorted(r["run_number"] for r in rows if run_selected(r["run_number"], selection))
-    if isinstance(selection, frozenset) and (absent := sorted(selection - set(runs))):
+    runs = sorted(r["run_number"] for r in rows
+                  if selection is None or r["run_number"] in selection)
+    if selection is not None and selection.listed is not None and \
+            (absent := sorted(selection.listed - set(runs))):
         log.warning("%s: runs not in DIALS (yet), skipped: %s", dataset,
                     ",".join(map(str, absent)))
     return runs
 
 
-def plan_units(client: DialsClient, dataset_patterns: list[str], me_patterns: list[str],
+def resolve_units(client: DialsClient, dataset_patterns: list[str], me_patterns: list[str],
                me_type: str, selection: RunSelection | None,
                workspace: str) -> list[Unit]:
     datasets = expand_datasets(client, dataset_patterns)

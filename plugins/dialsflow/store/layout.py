@@ -1,4 +1,9 @@
-"""Where output goes: OUTDIR/<workspace>/<dataset>/<ME>/run_<run>.parquet.
+"""Every path under an output root, in one place.
+
+    OUTDIR/<workspace>/<dataset>/<ME>/run_<run>.parquet    data (one file per run)
+    OUTDIR/_manifest/<workspace>/<dataset>/<ME>/run_<run>.json    what was written (manifest)
+    OUTDIR/_locks/<workspace>/<dataset>/<ME>.lock          one writer per unit (locks)
+    OUTDIR/_reports/<DAG run id>.json                      nightly completeness reports
 
 Dataset and ME names contain `/`, `+`, spaces and brackets, so each becomes one path
 component by percent-encoding every byte outside [A-Za-z0-9_-]. The encoding is reversible
@@ -10,14 +15,21 @@ and the manifest lives in OUTDIR/_manifest.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from dialsflow.errors import InputError
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ENCODED = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+")
 MAX_COMPONENT = 240  # bytes; most filesystems allow 255
 RUN_FILE = re.compile(r"run_(\d+)\.parquet")
+MANIFEST_DIR = "_manifest"
+LOCKS_DIR = "_locks"
+REPORTS_DIR = "_reports"
 
 
 class UnsafeNameError(ValueError):
@@ -62,13 +74,60 @@ class UnitKey:
         return f"{self.dataset} × {self.me}"
 
 
+def _unit_parts(key: UnitKey) -> tuple[str, str, str]:
+    return encode_name(key.workspace), encode_name(key.dataset), encode_name(key.me)
+
+
 def unit_dir(outdir: str | Path, key: UnitKey) -> Path:
-    parts = (encode_name(key.workspace), encode_name(key.dataset), encode_name(key.me))
-    return Path(outdir).joinpath(*parts)
+    return Path(outdir).joinpath(*_unit_parts(key))
 
 
 def run_file(outdir: str | Path, key: UnitKey, run: int) -> Path:
     return unit_dir(outdir, key) / f"run_{int(run)}.parquet"
+
+
+def manifest_dir(outdir: str | Path, key: UnitKey) -> Path:
+    return Path(outdir, MANIFEST_DIR).joinpath(*_unit_parts(key))
+
+
+def manifest_file(outdir: str | Path, key: UnitKey, run: int) -> Path:
+    return manifest_dir(outdir, key) / f"run_{int(run)}.json"
+
+
+def lock_file(outdir: str | Path, key: UnitKey) -> Path:
+    workspace, dataset, me = _unit_parts(key)
+    return Path(outdir, LOCKS_DIR, workspace, dataset, f"{me}.lock")
+
+
+def safe_run_id(run_id: str) -> str:
+    """Run ids hold ':' and '+'; keep file names portable."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+
+
+def report_file(outdir: str | Path, run_id: str) -> Path:
+    return Path(outdir, REPORTS_DIR, f"{safe_run_id(run_id)}.json")
+
+
+def parquet_runs(outdir: str | Path, key: UnitKey) -> list[int]:
+    """Runs with a parquet file on disk for a unit, ascending."""
+    folder = unit_dir(outdir, key)
+    if not folder.is_dir():
+        return []
+    return sorted(int(m[1]) for f in folder.iterdir() if (m := RUN_FILE.fullmatch(f.name)))
+
+
+def ensure_writable(outdir: Path) -> None:
+    """Fail before any request if OUTDIR cannot take files."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".tmp", dir=outdir)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise InputError(f"output path {outdir} exists and is not a directory") from None
+    except OSError as exc:
+        raise InputError(f"output directory {outdir} is not writable: "
+                         f"{exc.strerror or exc}") from None
 
 
 def units_on_disk(outdir: Path) -> list[UnitKey]:

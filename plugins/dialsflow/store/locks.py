@@ -21,21 +21,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dialsflow.store.layout import UnitKey, encode_name
+from dialsflow.store.layout import UnitKey, lock_file
 
-LOCKS_DIR = "_locks"
 log = logging.getLogger("dialsflow")
-
-
-def lock_path(outdir: str | Path, key: UnitKey) -> Path:
-    return (Path(outdir) / LOCKS_DIR / encode_name(key.workspace) / encode_name(key.dataset)
-            / f"{encode_name(key.me)}.lock")
 
 
 @contextlib.contextmanager
 def unit_lock(outdir: str | Path, key: UnitKey) -> Iterator[float]:
     """Hold the unit's lock; yields the seconds spent waiting for it."""
-    path = lock_path(outdir, key)
+    path = lock_file(outdir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     t0 = time.monotonic()

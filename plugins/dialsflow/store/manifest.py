@@ -17,9 +17,7 @@ from typing import Any
 import orjson
 
 from dialsflow.store import atomic
-from dialsflow.store.layout import RUN_FILE, UnitKey, encode_name, run_file
-
-MANIFEST_DIR = "_manifest"
+from dialsflow.store.layout import RUN_FILE, UnitKey, manifest_dir, manifest_file, run_file
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,12 @@ def file_sha256(path: Path) -> str:
 class Manifest:
     def __init__(self, outdir: Path) -> None:
         self.outdir = outdir
-        self.root = outdir / MANIFEST_DIR
 
     def _dir(self, key: UnitKey) -> Path:
-        return (self.root / encode_name(key.workspace) / encode_name(key.dataset)
-                / encode_name(key.me))
+        return manifest_dir(self.outdir, key)
 
     def _path(self, key: UnitKey, run: int) -> Path:
-        return self._dir(key) / f"run_{int(run)}.json"
+        return manifest_file(self.outdir, key, run)
 
     def record(self, entry: RunEntry) -> None:
         atomic.write_bytes(self._path(entry.key, entry.run),

@@ -9,10 +9,14 @@ list<list<double>>, y_bin rows of x_bin values (DIALS' data[iy][ix]), so
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dialsflow.errors import InputError
 
 INT_COLUMNS = ("dataset_id", "file_id", "run_number", "ls_number", "me_id")
 AXIS_1D = ("x_min", "x_max", "x_bin")
@@ -101,3 +105,15 @@ def to_batch(rows: list[dict[str, Any]], dim: int, dataset: str, me: str) -> pa.
     columns.append(_column([r["entries"] for r in rows], np.int64, pa.int64()))
     columns.append(_data_1d(rows) if dim == 1 else _data_2d(rows))
     return pa.RecordBatch.from_arrays(columns, schema=schema(dim))
+
+
+def read_lumis(path: Path) -> frozenset[int]:
+    """LS numbers in a run's parquet file (only `ls_number` is read); empty when absent."""
+    try:
+        column = pq.read_table(path, columns=["ls_number"]).column("ls_number")
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable dialsflow parquet file ({exc}); delete it "
+                         "and fetch that run again") from None
+    return frozenset(column.to_pylist())

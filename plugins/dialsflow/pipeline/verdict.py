@@ -1,0 +1,82 @@
+"""A job's verdict for one night, and the report document that explains it.
+
+The completeness sets (pipeline/completeness.py) say *what* is missing and whose problem
+it is; this module decides what that means for the job: our failures (parquet lacking
+what DIALS has, units whose ingestion failed) always fail it; upstream gaps (DBS has LS
+that DIALS lacks) fail it only beyond the job's tolerance; in test mode truncated output
+is expected, so only failed units count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dialsflow.pipeline.completeness import CompletenessReport
+from dialsflow.store.layout import UnitKey
+
+COMPLETE = "complete"
+WITHIN_TOLERANCE = "complete within tolerance (upstream gaps reported)"
+
+
+def judge(report: CompletenessReport | None, failed_units: Iterable[UnitKey],
+          tolerance: float, *, test: bool = False) -> list[str]:
+    """Why the job fails (empty: it does not)."""
+    failures = [f"ingestion failed for {key.dataset} × {key.me} (see its mapped task log)"
+                for key in failed_units]
+    if report is None or test:
+        return failures
+    for c in report.checks:
+        where = f"{c.key.dataset} × {c.key.me} run {c.run}"
+        if c.ours:
+            failures.append(f"{where}: parquet lacks {len(c.ours)} LS that DIALS has")
+        gap = c.dials_missing_fraction or 0.0
+        if gap > tolerance:
+            failures.append(f"{where}: DIALS lacks {gap:.0%} of the DBS lumisections "
+                            f"(tolerance {tolerance:.0%})")
+    return failures
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A job's night in one line, with the failures behind it."""
+
+    failures: list[str]
+    report: CompletenessReport | None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    @property
+    def text(self) -> str:
+        if self.failures:
+            return "FAILED: " + "; ".join(self.failures)
+        if self.report is None or self.report.complete:
+            return COMPLETE
+        return WITHIN_TOLERANCE
+
+    def first_failures(self, n: int = 3) -> str:
+        more = (f" (and {len(self.failures) - n} more, see the report)"
+                if len(self.failures) > n else "")
+        return "; ".join(self.failures[:n]) + more
+
+
+def report_document(*, job: str, tolerance: float, night: dict[str, Any], verdict: Verdict,
+                    failed_units: Iterable[tuple[UnitKey, tuple[int, ...]]],
+                    ingested: list[dict[str, Any]],
+                    notes: dict[str, Any]) -> dict[str, Any]:
+    """The JSON report of a job's night: the run's settings (`night`: run_id, window, runs,
+    force, test), the verdict, what was ingested, what failed, discovery's notes
+    (certification, pending and skipped runs) and the completeness sets."""
+    return {
+        "job": job, **night,
+        "verdict": verdict.text, "failures": verdict.failures, "tolerance": tolerance,
+        "failed_units": [{"dataset": key.dataset, "me": key.me, "runs": list(runs)}
+                         for key, runs in failed_units],
+        "ingested": ingested,
+        "certification": notes.get("certification"),
+        "pending": notes.get("pending", []), "skipped": notes.get("skipped", []),
+        "completeness": verdict.report.to_json() if verdict.report is not None else None,
+    }
