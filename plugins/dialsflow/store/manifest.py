@@ -85,12 +85,14 @@ class Manifest:
             return False
 
     def entries(self, key: UnitKey) -> Iterator[RunEntry]:
+        """The unit's entries in run order (not name order: run_12 comes after run_3)."""
         folder = self._dir(key)
         if not folder.is_dir():
             return
-        for p in sorted(folder.iterdir()):
-            if p.suffix == ".json" and RUN_FILE.fullmatch(p.stem + ".parquet"):
-                yield RunEntry(**orjson.loads(p.read_bytes()))
+        found = [(int(m[1]), p) for p in folder.iterdir()
+                 if p.suffix == ".json" and (m := RUN_FILE.fullmatch(p.stem + ".parquet"))]
+        for _, p in sorted(found):
+            yield RunEntry(**orjson.loads(p.read_bytes()))
 
     def sweep_temporaries(self, key: UnitKey) -> int:
         """Remove entries half-written by killed writers of this unit; returns how many."""

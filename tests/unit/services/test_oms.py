@@ -1,0 +1,108 @@
+"""OMS runs of a window, directly with omsapi and through DIALS' oms-proxy, and the filters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from dialsflow.config.connections import OmsSettings
+from dialsflow.config.jobs import OmsFilters
+from dialsflow.errors import ServiceError
+from dialsflow.pipeline.run_filters import split_by_filters
+from dialsflow.services import oms as oms_module
+from dialsflow.services.oms import DirectOms
+from dialsflow_emulator.process import EmulatorProcess
+from dialsflow_emulator.world import build_world, iso, utc
+
+from ...clients import connection, oms
+
+VIAS = ["direct", "dials"]
+
+
+def ended_between(truth: dict, start, end) -> list[dict]:
+    return [r for r in truth["runs"] if r["ended"] and start <= utc(r["end_time"]) < end]
+
+
+@pytest.fixture(scope="module")
+def midrun() -> Iterator[EmulatorProcess]:
+    """The demo world while its longest run is being taken."""
+    run = max(build_world("demo", 1).runs, key=lambda r: r.n_ls)
+    with EmulatorProcess("--now", iso(run.start + (run.end - run.start) / 2)) as emu:
+        yield emu
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_runs_ended_in_window_equal_truth(emulator, truth, via):
+    runs = truth["runs"]
+    start, end = utc(runs[3]["end_time"]), utc(runs[20]["end_time"])  # end excluded
+    client = oms(emulator, via)
+    got = client.runs_ended_between(start, end)
+    expected = ended_between(truth, start, end)
+    assert [r.run_number for r in got] == [r["run_number"] for r in expected]
+    assert runs[3]["run_number"] in [r.run_number for r in got]
+    assert runs[20]["run_number"] not in [r.run_number for r in got]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.end_time == utc(theirs["end_time"])
+        assert (mine.fill_number, mine.stable_beam) == (theirs["fill_number"],
+                                                         theirs["stable_beam"])
+        assert mine.components and mine.recorded_lumi is not None
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_pages_are_followed(emulator, truth, via, monkeypatch):
+    monkeypatch.setattr(oms_module, "PAGE_LIMIT", 4)
+    client = oms(emulator, via)
+    start, end = utc(truth["runs"][0]["start_time"]), utc(truth["now"])
+    got = [r.run_number for r in client.runs_ended_between(start, end)]
+    assert got == [r["run_number"] for r in ended_between(truth, start, end)]
+    assert len(got) > 3 * 4  # several pages
+    numbered = client.runs_numbered(got[2], got[13])
+    assert [r.run_number for r in numbered] == got[2:14]
+
+
+def test_filters_say_why(emulator, truth):
+    runs = oms(emulator, "direct").runs_ended_between(utc(truth["runs"][0]["start_time"]),
+                                                       utc(truth["now"]))
+    kept, rejected = split_by_filters(runs, OmsFilters(stable_beam=True))
+    unstable = {r["run_number"] for r in truth["runs"] if not r["stable_beam"]}
+    assert {r.run_number for r, _ in rejected} == unstable
+    assert {why for _, why in rejected} == {"no stable beams (OMS stable_beam false)"}
+    lumis = sorted(r.recorded_lumi for r in kept)
+    cut = lumis[len(lumis) // 2]
+    kept2, rejected2 = split_by_filters(kept, OmsFilters(min_recorded_lumi=cut))
+    assert all(r.recorded_lumi >= cut for r in kept2) and len(kept2) == len(lumis) - len(
+        lumis) // 2
+    assert all("below" in why for _, why in rejected2)
+    kept3, rejected3 = split_by_filters(kept, OmsFilters(components=("PIXEL", "CASTOR")))
+    assert not kept3 and {why for _, why in rejected3} == {"components not in the run: CASTOR"}
+    assert split_by_filters(kept, OmsFilters(components=("PIXEL", "TRACKER")))[0] == kept
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_an_ongoing_run_is_never_ended(midrun, via):
+    truth = midrun.truth()
+    ongoing = [r for r in truth["runs"] if not r["ended"] and utc(r["start_time"]) <=
+               utc(truth["now"])]
+    assert len(ongoing) == 1
+    number = ongoing[0]["run_number"]
+    client = oms(midrun, via)
+    now = utc(truth["now"])
+    ended = client.runs_ended_between(now - timedelta(days=2), now + timedelta(days=30))
+    assert number not in [r.run_number for r in ended] and ended
+    (record,) = client.runs_numbered(number, number)
+    assert not record.ended and record.recorded_lumi is None
+
+
+def test_refused_credentials_are_one_line_without_the_secret(emulator):
+    settings = OmsSettings.from_connection(connection(emulator, "oms_default"))
+    wrong = OmsSettings(settings.api_url, settings.token_url, settings.audience,
+                        settings.client_id, "not-the-secret", "direct", True)
+    with pytest.raises(ServiceError) as info:
+        DirectOms(wrong)
+    message = str(info.value)
+    assert message == (f"{settings.token_url} refused the client credentials of "
+                       f"{settings.client_id!r} for audience 'cmsoms-prod': check login/password"
+                       " of oms_default (and its oms-api-access membership)")
+    assert "not-the-secret" not in message and settings.client_secret not in message
