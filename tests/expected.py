@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dialsflow.jobs import Job
+from dialsflow.config.jobs import Job
 from dialsflow_emulator.world import utc
 
 ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
