@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     env.add_argument("--cert-kind", default="golden", choices=sorted(WORLD_KINDS))
     env.add_argument("--oms-via", default="direct", choices=["direct", "dials"],
                      help="reach OMS directly (omsapi) or through DIALS' oms-proxy")
+    env.add_argument("--format", default="shell", choices=["shell", "dotenv"],
+                     help="shell: `export K='V'` lines to eval; dotenv: K=V lines as in "
+                          "deploy/connections.env (docker compose env_file)")
     return p
 
 
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                              cert_class=args.cert_class, cert_kind=args.cert_kind,
                              oms_via=args.oms_via)
         for key, value in env.items():
-            print(f"export {key}={shlex.quote(value)}")
+            print(f"{key}={value}" if args.format == "dotenv"
+                  else f"export {key}={shlex.quote(value)}")
         return 0
     return _serve(args)
 

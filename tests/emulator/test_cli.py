@@ -72,3 +72,15 @@ def test_dialsflow_connections_masks_secrets(emulator):
     assert out.returncode == 0
     assert "password=***" in out.stdout
     assert emulator.connections()["dials_default"]["password"] not in out.stdout
+
+
+def test_env_as_dotenv_is_what_an_env_file_holds():
+    """`--format dotenv`: KEY=VALUE lines, JSON unquoted, as in deploy/connections.env."""
+    out = _run("env", "--port", "9999", "--format", "dotenv")
+    assert out.returncode == 0, out.stderr
+    env = dict(line.split("=", 1) for line in out.stdout.splitlines())
+    assert env["DIALSFLOW_EMULATOR_URL"] == "http://127.0.0.1:9999"
+    conns = {cid: from_env(cid, env) for cid in CONN_IDS}
+    assert all(conns.values())
+    dials = DialsSettings.from_connection(conns["dials_default"])
+    assert dials.base_url == "http://127.0.0.1:9999/"
