@@ -60,12 +60,12 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow/demo out/demo
 
 # The docker-compose topology natively (PostgreSQL, Redis, Celery worker, api-server on :8080),
-# in .airflow-local/; see README, Deploying. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.
+# in .airflow/deploy/; see README, Deploying. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.
 # make deploy-local DEPLOY_ARGS="--emulator --port 8081"   make deploy-stop STOP_ARGS=--drop-db
 .PHONY: deploy-local deploy-stop
 DEPLOY_ARGS ?= --emulator
 deploy-local: setup
-	$(BIN)/python deploy/local.py start $(DEPLOY_ARGS)
+	$(BIN)/python -m deploy.native start $(DEPLOY_ARGS)
 
 deploy-stop:
-	$(BIN)/python deploy/local.py stop $(STOP_ARGS)
+	$(BIN)/python -m deploy.native stop $(STOP_ARGS)

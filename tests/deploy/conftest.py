@@ -1,4 +1,4 @@
-"""Deployment tests: the native topology (deploy/local.py) on this machine's PostgreSQL and
+"""Deployment tests: the native topology (deploy/native) on this machine's PostgreSQL and
 Redis, and static checks of docker-compose.yaml. Run them alone with `pytest -m deploy`."""
 
 from __future__ import annotations
@@ -16,20 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import Deployment
+from deploy.native.deployment import Deployment
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "deploy" / "local.py"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "deploy: starts or checks the Airflow deployment")
 
 
 def run_local(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`deploy/local.py ARGS` as `make deploy-local` runs it, output captured."""
-    return subprocess.run([sys.executable, str(LOCAL), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    """`python -m deploy.native ARGS` as `make deploy-local` runs it, output captured."""
+    return subprocess.run([sys.executable, "-m", "deploy.native", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
 
 
 class Started:
@@ -44,19 +39,19 @@ class Started:
 
     def logs(self) -> str:
         """Tails of every component log: printed when a test fails."""
-        from deploy.local import _tail
+        from deploy.native.processes import tail
 
-        return "\n".join(f"--- {p.name}: {p.log}\n{_tail(p.log, 15)}" for p in self.dep.procs)
+        return "\n".join(f"--- {p.name}: {p.log}\n{tail(p.log, 15)}" for p in self.dep.procs)
 
 
 def start_local(home: Path, *flags: str, timeout: float = 240) -> Started:
-    """`deploy/local.py start` with a test database of its own; `stop_local` undoes it."""
+    """`deploy.native start` with a test database of its own; `stop_local` undoes it."""
     db = f"dialsflow_test_{os.getpid()}_{secrets.token_hex(3)}"
     proc = run_local("start", "--home", str(home), "--db", db, "--port", "0",
                      "--redis-db", "auto", *flags, timeout=timeout)
     if proc.returncode:
         stop_local(home)
-        pytest.fail(f"deploy/local.py start failed ({proc.returncode}):\n{proc.stdout}\n"
+        pytest.fail(f"deploy.native start failed ({proc.returncode}):\n{proc.stdout}\n"
                     f"{proc.stderr}")
     return Started(home, proc.stdout)
 
@@ -78,7 +73,7 @@ def start_deployment(tmp_path: Path) -> Iterator:
         proc = run_local("start", "--home", str(home), "--db", db, "--port", "0",
                          "--redis-db", "auto", *flags, timeout=timeout)
         if proc.returncode:
-            pytest.fail(f"deploy/local.py start failed ({proc.returncode}):\n{proc.stdout}\n"
+            pytest.fail(f"deploy.native start failed ({proc.returncode}):\n{proc.stdout}\n"
                         f"{proc.stderr}")
         return Started(home, proc.stdout)
 

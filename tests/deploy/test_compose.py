@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy import local
+from deploy.native.env import read_env_file
+from deploy.native.lifecycle import POOL
 
 pytestmark = pytest.mark.deploy
 
@@ -154,7 +155,7 @@ def test_init_creates_the_pool_the_dag_uses() -> None:
     pool = _dag_pool()
     script = "\n".join(SERVICES["airflow-init"]["command"])
     assert re.search(rf"airflow pools set {re.escape(pool)} ", script), script
-    assert local.POOL == pool  # the native topology creates the same pool
+    assert POOL == pool  # the native topology creates the same pool
 
 
 def test_no_secrets_in_the_compose_file_or_in_git() -> None:
@@ -179,7 +180,7 @@ def test_no_secrets_in_the_compose_file_or_in_git() -> None:
 
 
 def test_example_env_files_hold_placeholders_only() -> None:
-    conns = local.read_env_file(ROOT / "deploy" / "connections.env.example")
+    conns = read_env_file(ROOT / "deploy" / "connections.env.example")
     assert set(conns) == {"AIRFLOW_CONN_DIALS_DEFAULT", "AIRFLOW_CONN_OMS_DEFAULT",
                           "AIRFLOW_CONN_DBS_DEFAULT", "AIRFLOW_CONN_CAF_DEFAULT"}
     import json
@@ -188,7 +189,7 @@ def test_example_env_files_hold_placeholders_only() -> None:
         conn = json.loads(value)
         assert conn["conn_type"] == "http" and conn["host"].startswith("https://"), key
         assert re.fullmatch(r"<[^>]+>", conn.get("password", "<none>")), f"{key}: real secret?"
-    compose_env = local.read_env_file(ROOT / "deploy" / "compose.env.example")
+    compose_env = read_env_file(ROOT / "deploy" / "compose.env.example")
     for key, value in compose_env.items():
         if SENSITIVE.search(key):
             assert value == "change-me", key

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import ENV_FILE
+from deploy.native.deployment import ENV_FILE
 from deploy.rest import AirflowClient
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]

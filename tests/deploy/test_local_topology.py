@@ -13,8 +13,8 @@ import psycopg2
 import pytest
 import redis
 
-from deploy import local
-from deploy.local import DeployError, Deployment
+from deploy.native import processes, resources
+from deploy.native.deployment import PG, REDIS, DeployError, Deployment, Proc
 from deploy.rest import AirflowClient
 from tests.deploy.conftest import run_local
 
@@ -44,7 +44,7 @@ deploy_smoke()
 
 
 def _db_exists(name: str) -> bool:
-    with psycopg2.connect(dbname="postgres", **local.PG) as conn, conn.cursor() as cur:
+    with psycopg2.connect(dbname="postgres", **PG) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         return cur.fetchone() is not None
 
@@ -93,9 +93,9 @@ def test_trivial_dag_runs_on_celery_and_stops_cleanly(start_deployment, tmp_path
     t_stopped = time.monotonic()
     assert stopped.returncode == 0, stopped.stderr
     assert "killed after" not in stopped.stdout, f"SIGTERM was not enough: {stopped.stdout}"
-    assert not any(local._group_alive(p) for p in dep.procs)
+    assert not any(processes.group_alive(p) for p in dep.procs)
     assert not _db_exists(dep.db)
-    assert redis.Redis(*local.REDIS, db=dep.redis_db).get(local.REDIS_CLAIM) is None
+    assert redis.Redis(*REDIS, db=dep.redis_db).get(resources.REDIS_CLAIM) is None
     print(f"\nwall time: start {t_started - t0:.1f} s, DAG parsed+run {t_ran - t_started:.1f} s, "
           f"stop {t_stopped - t_ran:.1f} s, total {t_stopped - t0:.1f} s")
 
@@ -105,20 +105,20 @@ def test_busy_port_is_refused() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         with pytest.raises(DeployError, match="in use"):
-            local._check_port(s.getsockname()[1], "api-server")
+            resources.check_port(s.getsockname()[1], "api-server")
 
 
 def test_redis_db_of_another_deployment_is_refused(tmp_path: Path) -> None:
-    n = local._claim_redis_db("auto", str(tmp_path / "a"))
+    n = resources.claim_redis_db("auto", str(tmp_path / "a"))
     try:
-        assert local._claim_redis_db(str(n), str(tmp_path / "a")) == n  # ours: fine
+        assert resources.claim_redis_db(str(n), str(tmp_path / "a")) == n  # ours: fine
         with pytest.raises(DeployError, match="in use"):
-            local._claim_redis_db(str(n), str(tmp_path / "b"))
-        assert local._claim_redis_db("auto", str(tmp_path / "b")) != n
+            resources.claim_redis_db(str(n), str(tmp_path / "b"))
+        assert resources.claim_redis_db("auto", str(tmp_path / "b")) != n
     finally:
-        local._release_redis_db(n, str(tmp_path / "a"))
+        resources.release_redis_db(n, str(tmp_path / "a"))
         for m in range(1, 16):
-            local._release_redis_db(m, str(tmp_path / "b"))
+            resources.release_redis_db(m, str(tmp_path / "b"))
 
 
 def test_second_start_from_a_running_home_is_refused(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_second_start_from_a_running_home_is_refused(tmp_path: Path) -> None:
     PostgreSQL, Redis or ports."""
     import os
 
-    me = local.Proc("scheduler", os.getpid(), local._start_ticks(os.getpid()) or 0, "x")
+    me = Proc("scheduler", os.getpid(), processes.start_ticks(os.getpid()) or 0, "x")
     Deployment(home=str(tmp_path), db="unused", redis_db=0, port=1, worker_log_port=1,
                trigger_log_port=1, dags=str(tmp_path), password_file="x", procs=[me]).save()
     proc = run_local("start", "--home", str(tmp_path), "--port", "0")

@@ -3,7 +3,7 @@ killed mid-ingest, PostgreSQL restarted mid-run, an output root that is full or 
 and no secret in task logs, XComs or rendered templates.
 
 (a) runs under `airflow dags test` (SQLite, tasks in one process: two nights in ~1 min);
-everything else shares ONE native production topology (deploy/local.py: PostgreSQL,
+everything else shares ONE native production topology (deploy/native: PostgreSQL,
 Redis, Celery worker, api-server, scheduler, dag-processor, triggerer) started once for the
 module, on a PostgreSQL cluster of its own (tests/deploy/conftest.py PrivatePostgres) so
 restarting it disturbs nobody else. Each night is small: ZeroBias × {pixel charge (1D),
@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from deploy.local import ENV_FILE, Deployment, kill_tree
+from deploy.native.deployment import ENV_FILE, Deployment
+from deploy.native.processes import kill_tree
 from deploy.rest import AirflowClient
 from dialsflow.jobs import Job, load_jobs
 from dialsflow.layout import UnitKey, run_file
@@ -273,7 +274,7 @@ def _worker(topo: Topology):
 def test_worker_killed_mid_ingest_retries_to_a_complete_night(topo: Topology) -> None:
     """(b) SIGKILL of the Celery worker and every task process below it while both mapped
     ingest tasks write (a run's parquet published, others in flight; the emulator answers
-    slowly to widen the window). The worker comes back (`deploy/local.py restart`, what
+    slowly to widen the window). The worker comes back (`deploy.native restart`, what
     compose's restart policy does); the scheduler finds the killed tries by their missing
     heartbeat and Airflow retries them; the run succeeds with exactly the due runs, every
     manifest entry matching its file's sha256 and no temporary file left."""
@@ -306,7 +307,7 @@ def test_worker_killed_mid_ingest_retries_to_a_complete_night(topo: Topology) ->
 
 
 def _restarted_by_policy(topo: Topology) -> list[str]:
-    from deploy.local import RESTART_MARK
+    from deploy.native.supervise import RESTART_MARK
 
     return sorted(p.name for p in Deployment.load(topo.dep.home).procs
                   if RESTART_MARK in Path(p.log).read_text(errors="replace"))
@@ -320,8 +321,8 @@ def test_postgres_restart_mid_run_recovers(topo: Topology) -> None:
     fresh connections afterwards); the Celery worker stays up and its running tasks go on
     (their calls to the execution API are retried until the api-server can reach the
     database again) and succeed. Without a restart policy the DAG run then stays `running`
-    for good: nothing schedules `completeness`. deploy/local.py therefore runs every
-    component under compose's `restart: always` (`supervise`): the three are started
+    for good: nothing schedules `completeness`. deploy/native therefore runs every
+    component under compose's `restart: always` (`supervise.py`): the three are started
     again, the new scheduler adopts the run, and it succeeds with the complete night."""
     t0 = time.monotonic()
     job = topo.jobs["pgrestart"]
