@@ -37,7 +37,7 @@ from dialsflow.store.layout import UnitKey
 from dialsflow.store.manifest import Manifest
 from dialsflow.times import iso, utc
 
-#: DIALS file-index statuses of files still being ingested (dials_api.md §2.2).
+#: DIALS file-index statuses of files still being ingested (docs/reference/dials.md §2.2).
 IN_FLIGHT = ("PENDING", "STARTED")
 #: CMS LFNs end in .../<run // 10^6 as 3 digits>/<3>/<3>/<5-digit block>/<file>.root
 _LFN_RUN = re.compile(r"/(\d{3})/(\d{3})/(\d{3})/\d{5}/[^/]+$")
@@ -213,9 +213,10 @@ def _availability(dials: DialsClient, dataset_id: int, dataset: str,
                   runs: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
     """(runs ready in DIALS, [(run, why it is pending)]).
 
-    "Complete LS ingestion" from what DIALS exposes (dials_api.md §2.2, §2.3): `run/` lists
-    the run for the dataset, and no file of the run is PENDING or STARTED in `file-index/`
-    (the run number is read from the CMS LFN): DIALS will not add more to it by itself.
+    "Complete LS ingestion" from what DIALS exposes (docs/reference/dials.md §2.2, §2.3):
+    `run/` lists the run for the dataset, and no file of the run is PENDING or STARTED in
+    `file-index/` (the run number is read from the CMS LFN): DIALS will not add more to it
+    by itself.
     A file that failed for good (e.g. COPY_ERROR) or single LS without per-LS data leave
     holes DIALS will not fill: such a run is ingested with what DIALS has, and the hole is
     the completeness task's business (an upstream gap, failing the DAG run only beyond the

@@ -97,7 +97,8 @@ def test_listing_scrape_follows_dials_rules():
         ("Cert_Collisions2022_ppref_1_2_golden.json", "2024-02-01 08:00", "291"),
         ("compareJSON.py", "2022-08-01 10:00", "2.1K"),
     ]
-    # DIALS' rule, documented for 2022 (das_caf_api.md B1): the later-modified era file wins.
+    # DIALS' rule, documented for 2022 (docs/reference/dbs_caf.md B1): the later-modified
+    # era file wins.
     assert latest(rows, "golden").name.startswith("Cert_Collisions2022_eraD")
     assert latest(rows, "muon") is None
 
