@@ -1,0 +1,174 @@
+"""World -> OMS rows: runs, lumisections and fills at a clock, in attribute-table order.
+
+Lumisection rows are built once per run (values do not depend on the clock, only how many
+of them exist does); ended runs and fills are cached too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from ..world import LS_SECONDS, Fill, Run, World, stable_int
+from .attributes import LS_ATTRS, OTHER_BITS, PPS_BITS, TRACKER_BITS, UNMONITORED_BITS, Row
+
+COMPONENTS = ["CSC", "DAQ", "DCS", "DQM", "DT", "ECAL", "ES", "GEM", "HCAL", "HF", "PIXEL",
+              "PIXEL_UP", "RPC", "SCAL", "TCDS", "TRACKER", "TRG"]
+RECORDED_SHARE = 0.97  # as the DIALS twin's lumi endpoint
+
+
+def _unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) for the parts."""
+    return stable_int("oms", *parts) / float(1 << 63)
+
+
+@lru_cache(maxsize=8)
+def _fills_by_number(world: World) -> dict[int, Fill]:
+    return {f.number: f for f in world.fills}
+
+
+@lru_cache(maxsize=8)
+def _dcs_ranges(world: World) -> dict[int, list[list[int]]]:
+    """Tracker/pixel-ready LS ranges of each run, as the DCS-only JSONs publish them."""
+    out: dict[int, list[list[int]]] = {}
+    for cert in world.cert_files:
+        if "DCSOnly" in cert.path:
+            out.update((int(run), ranges) for run, ranges in cert.content.items())
+    return out
+
+
+def _injection_scheme(bunches: int) -> str:
+    return (f"25ns_{bunches}b_{bunches - 12}_{bunches * 93 // 100}_{bunches * 95 // 100}"
+            f"_144bpi_{bunches // 144 + 1}inj")
+
+
+def ls_started(run: Run, now: datetime) -> int:
+    """How many LS of the run have started at `now`."""
+    if now < run.start:
+        return 0
+    return min(run.n_ls, int((now - run.start).total_seconds() // LS_SECONDS) + 1)
+
+
+def _other_bad_stretch(world: World, run: Run) -> tuple[str, range]:
+    """A few runs have a non-tracker subsystem off for a while (not in the TkPx JSON)."""
+    if not run.stable_beam or _unit("dcs-bad", world.seed, run.number) >= 0.15:
+        return "", range(0)
+    bit = OTHER_BITS[stable_int("dcs-bit", world.seed, run.number) % len(OTHER_BITS)]
+    first = 1 + stable_int("dcs-first", world.seed, run.number) % run.n_ls
+    return bit, range(first, min(run.n_ls, first + 3 + run.n_ls // 10) + 1)
+
+
+@lru_cache(maxsize=4096)
+def ls_table(world: World, run_number: int) -> tuple[Row, ...]:
+    """Every lumisection row of a run, in LS_ATTRS order; the clock only truncates it."""
+    run = world.run_by_number[run_number]
+    ready = {ls for lo, hi in _dcs_ranges(world).get(run_number, []) for ls in range(lo, hi + 1)}
+    bad_bit, bad_ls = _other_bad_stretch(world, run)
+    stable = run.stable_beam
+    rows: list[Row] = []
+    delivered_sum = recorded_sum = 0.0
+    for ls in range(1, run.n_ls + 1):
+        delivered = world.lumi_per_ls(run_number, ls) * 1e-6  # /ub -> /pb
+        recorded = delivered * RECORDED_SHARE
+        delivered_sum += delivered
+        recorded_sum += recorded
+        inst = delivered / LS_SECONDS * 1e2  # /pb/s -> 10^34 cm^-2 s^-1
+        tracker = ls in ready
+        others = tuple(not (bit == bad_bit and ls in bad_ls) for bit in OTHER_BITS)
+        rows.append((
+            run_number, ls, run.fill, run.ls_start(ls), run.ls_start(ls + 1),
+            round(delivered_sum, 6), round(recorded_sum, 6), round(delivered, 6),
+            round(recorded, 6), round(inst, 6), round(inst * 0.999, 6), run.pileup,
+            stable and tracker, stable, True, True, stable, True, stable,
+            2 if stable else 0, "2p0E34" if stable else "Circulating",
+            *(tracker,) * len(TRACKER_BITS), *others, *(None,) * len(UNMONITORED_BITS),
+            *(stable,) * len(PPS_BITS),
+        ))
+    return tuple(rows)
+
+
+LS = {a.name: i for i, a in enumerate(LS_ATTRS)}
+
+
+def _run_totals(world: World, run: Run, n_ls: int) -> tuple[float, float, float, float]:
+    """(delivered, recorded, init_lumi, end_lumi) over the first n_ls LS."""
+    table = ls_table(world, run.number)
+    if n_ls == 0:
+        return 0.0, 0.0, 0.0, 0.0
+    last = table[n_ls - 1]
+    return (last[LS["delivered_lumi"]], last[LS["recorded_lumi"]], table[0][LS["init_lumi"]],
+            last[LS["end_lumi"]])
+
+
+@lru_cache(maxsize=4096)
+def ended_run_row(world: World, run_number: int) -> Row:
+    return run_row(world, world.run_by_number[run_number], None)
+
+
+def run_row(world: World, run: Run, now: datetime | None) -> Row:
+    """A run as OMS shows it; `now` is given only while the run is ongoing."""
+    ongoing = now is not None
+    n_ls = ls_started(run, now) if ongoing else run.n_ls
+    delivered, recorded, init_lumi, end_lumi = _run_totals(world, run, n_ls)
+    duration = int((run.end - run.start).total_seconds())
+    stable = run.stable_beam
+    u = _unit("run", world.seed, run.number)
+    l1_rate = round((95_000 + 8_000 * u) if stable else (800 + 400 * u), 2)
+    hlt_rate = round((1_700 + 400 * u) if stable else (60 + 40 * u), 3)
+    hlt_size = round(1.0 + 0.3 * u, 3)
+    fill = _fills_by_number(world).get(run.fill)
+    mode = "collisions2024/v53" if stable else "circulating2024/v12"
+    menu = "2e34/v1.1.0" if stable else "circulating/v1.0.2"
+    return (
+        run.number, run.fill, run.start, None if ongoing else run.end,
+        run.ls_start(n_ls) if ongoing else run.end, None if ongoing else duration, n_ls,
+        None if ongoing else delivered, None if ongoing else recorded, init_lumi,
+        None if ongoing else end_lumi, stable, 6800, round(3.8 - 0.002 * u, 3),
+        "PROTONS", "PROTON", "PROTON", "l1_trg_collisions2024/v104", "collisions2024/v104",
+        f"/cdaq/physics/Run2024/{menu}/HLT/V{1 + run.number % 3}",
+        "L1Menu_Collisions2024_v1_2_0", mode, mode.split("/")[0], f"l1_hlt_{mode}",
+        "GLOBAL-RUN", "LHC", "CMSSW_14_0_5_patch2", list(COMPONENTS), [],
+        l1_rate, None if ongoing else int(l1_rate * duration), hlt_rate, hlt_size,
+        round(hlt_rate * hlt_size / 1000, 6), None if ongoing else int(hlt_rate * duration),
+        2 if stable else 0, True, run.era, _injection_scheme(fill.bunches) if fill else None,
+    )
+
+
+@lru_cache(maxsize=1024)
+def ended_fill_row(world: World, fill_number: int) -> Row:
+    return fill_row(world, _fills_by_number(world)[fill_number], None)
+
+
+def fill_row(world: World, fill: Fill, now: datetime | None) -> Row:
+    """A fill as OMS shows it; `now` is given only while the fill is ongoing."""
+    runs = [r for r in world.runs if r.fill == fill.number]
+    until = now or datetime.max.replace(tzinfo=UTC)
+    totals = [_run_totals(world, r, ls_started(r, until)) for r in runs]
+    delivered = round(sum(t[0] for t in totals), 6)
+    recorded = round(sum(t[1] for t in totals), 6)
+    stable_runs = [r for r in runs if r.stable_beam]
+    peak = max((t[2] for t in totals), default=0.0)
+    stable_start = fill.stable_start if fill.stable_start and fill.stable_start <= until else None
+    stable_end = fill.stable_end if fill.stable_end and fill.stable_end <= until else None
+    stable_s = (stable_end - stable_start).total_seconds() if stable_start and stable_end else 0
+    running_s = sum((r.end - r.start).total_seconds() for r in stable_runs if r.end <= until)
+    b = fill.bunches
+    intensity = round(b * 1.6 * (0.98 + 0.04 * _unit("fill", world.seed, fill.number)), 2)
+    first_run = min((r.start for r in runs), default=None)
+    return (
+        fill.number, fill.start, None if now else fill.end, stable_start, stable_end,
+        None if now else int((fill.end - fill.start).total_seconds()), delivered, recorded,
+        totals[0][2] if totals else 0.0, peak,
+        max((r.pileup for r in runs), default=0.0),
+        round(peak * 1e4 / b / 1.6**2, 4), round(recorded / delivered, 4) if delivered else 0.0,
+        round(min(1.0, running_s / stable_s), 4) if stable_s else 0.0,
+        b + 12, b + 12, b, b, 30.0, 160.0, intensity, intensity, 6800, 3.8,
+        runs[0].era if runs else None, _injection_scheme(b), "PROTONS", "PROTON", "PROTON",
+        min((r.number for r in runs), default=None), max((r.number for r in runs), default=None),
+        0,
+        int((first_run - fill.stable_start).total_seconds())
+        if first_run and fill.stable_start and first_run >= fill.stable_start else None,
+        None if now else int((fill.end - fill.start).total_seconds()) - 1200,
+        None if now else 1200,
+        stable_start is not None,
+    )
