@@ -14,7 +14,7 @@ from . import caf, dbs, dials, keycloak, oms
 from .faults import FaultMiddleware
 from .httputil import json_response
 from .state import EmulatorState
-from .world import iso, utc
+from .world.basics import iso, utc
 
 
 def control_routes(state: EmulatorState) -> list[Route]:

@@ -30,7 +30,8 @@ from starlette.routing import BaseRoute, Route
 
 from .httputil import base_url
 from .state import EmulatorState
-from .world import CertFile, World
+from .world.entities import CertFile
+from .world.model import World
 
 PREFIX = "/CAF/certification"
 ICONS = "/_shared_static_content/icons"

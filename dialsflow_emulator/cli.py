@@ -9,7 +9,10 @@ import sys
 import orjson
 
 from .state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DIALS_AUDIENCE, OMS_AUDIENCE, Settings
-from .world import PROFILES, WORLD_KINDS, build_world, utc
+from .world.basics import utc
+from .world.build import build_world
+from .world.entities import WORLD_KINDS
+from .world.profiles import PROFILES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,7 +30,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .state import EmulatorState
-from .world import Dataset, DqmFile, World, stable_int
+from .world.basics import stable_int
+from .world.entities import Dataset, DqmFile
+from .world.model import World
 
 PREFIX = "/dbs/prod/global/DBSReader"
 

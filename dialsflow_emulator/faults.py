@@ -18,7 +18,7 @@ import threading
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .state import EmulatorState
-from .world import stable_int
+from .world.basics import stable_int
 
 FAULTED_PREFIXES = ("/api/", "/agg/", "/dbs/", "/CAF/")
 RESET_EXTENSION = "dialsflow.reset"

@@ -16,7 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .world import MonitorElement, stable_int
+from .world.basics import stable_int
+from .world.entities import MonitorElement
 
 
 def entries_for(seed: int, dataset_id: int, run: int, ls: int, me: MonitorElement) -> int:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .tokens import TokenSigner
-from .world import World, utc
+from .world.basics import utc
+from .world.model import World
 
 # Production identifiers the real clients send by default (cmsdials auth/client.py,
 # omsapi OMSAPIOAuth), accepted as-is so that only base URLs change in tests.

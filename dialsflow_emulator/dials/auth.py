@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ..httputil import base_url, bearer_token, json_response
 from ..state import DIALS_AUDIENCE, DIALS_PUBLIC_CLIENT, EmulatorState
 from ..tokens import TokenError
-from ..world import DEFAULT_WORKSPACE, WORKSPACE_NAMES
+from ..world.entities import DEFAULT_WORKSPACE, WORKSPACE_NAMES
 from .context import Ctx, Handler
 
 

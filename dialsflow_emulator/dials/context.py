@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..state import EmulatorState
-from ..world import DEFAULT_WORKSPACE, WORKSPACE_NAMES, Dataset, MonitorElement, World
+from ..world.entities import DEFAULT_WORKSPACE, WORKSPACE_NAMES, Dataset, MonitorElement
+from ..world.model import World
 from .errors import detail
 
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import orjson
 from starlette.requests import Request
 
-from ..world import MonitorElement, ranges
+from ..world.basics import ranges
+from ..world.entities import MonitorElement
 from .context import Ctx, Handler
 from .cursors import decode_cursor, page_size, page_url
 from .errors import detail, no_match

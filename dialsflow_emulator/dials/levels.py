@@ -6,7 +6,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from ..world import DqmFile, World
+from ..world.entities import DqmFile
+from ..world.model import World
 from .context import Ctx
 from .cursors import Key
 from .keyset import Level

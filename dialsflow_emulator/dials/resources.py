@@ -10,7 +10,8 @@ import orjson
 
 from ..histograms import entries_for, histogram
 from ..httputil import server_error_html
-from ..world import MlModel, MonitorElement, iso, stable_int
+from ..world.basics import iso, stable_int
+from ..world.entities import MlModel, MonitorElement
 from .cache import BytesCache
 from .context import Ctx
 from .cursors import Key

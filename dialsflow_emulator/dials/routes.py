@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Match, Route
 
 from ..httputil import json_response, not_found_html, raw_json
 from ..state import EmulatorState
-from ..world import DEFAULT_WORKSPACE
+from ..world.entities import DEFAULT_WORKSPACE
 from .auth import authenticate, default_workspace, new_device, workspaces
 from .cache import BytesCache
 from .context import make_ctx, request_workspace

@@ -12,7 +12,8 @@ from starlette.responses import Response
 from .. import caf as caf_area
 from .. import oms
 from ..httputil import base_url, json_response
-from ..world import WORLD_KINDS, Run, iso, utc
+from ..world.basics import iso, utc
+from ..world.entities import WORLD_KINDS, Run
 from .context import Ctx
 from .errors import ApiError, detail
 

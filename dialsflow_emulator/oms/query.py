@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from ..world import World
+from ..world.model import World
 from .attributes import BOOL, DATETIME, FRACTION, INT, LIST, STRING, Attr, Row
 from .resources import Keep, Resource
 

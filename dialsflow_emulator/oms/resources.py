@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..world import World
+from ..world.model import World
 from .attributes import FILL_ATTRS, LS_ATTRS, RUN_ATTRS, Attr, Row
 from .rows import ended_fill_row, ended_run_row, fill_row, ls_started, ls_table, run_row
 

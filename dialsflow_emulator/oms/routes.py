@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from ..httputil import base_url, bearer_token, json_response
 from ..state import OMS_AUDIENCE, EmulatorState
 from ..tokens import TokenError
-from ..world import iso
+from ..world.basics import iso
 from .attributes import Row
 from .query import Query, QueryError, parse_query, select
 from .resources import RESOURCES, Resource

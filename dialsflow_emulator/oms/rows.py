@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from ..world import LS_SECONDS, Fill, Run, World, stable_int
+from ..world.basics import LS_SECONDS, stable_int
+from ..world.entities import Fill, Run
+from ..world.model import World
 from .attributes import LS_ATTRS, OTHER_BITS, PPS_BITS, TRACKER_BITS, UNMONITORED_BITS, Row
 
 COMPONENTS = ["CSC", "DAQ", "DCS", "DQM", "DT", "ECAL", "ES", "GEM", "HCAL", "HF", "PIXEL",

@@ -15,31 +15,12 @@ Planted realities later features must handle:
   failed with COPY_ERROR, and single LS without per-LS data).
 
 Modules: basics (timestamps, hashes, ranges), entities (the frozen values), profiles (demo,
-bench), model (the World and its views at a clock), build (generation). This package is
-the vocabulary of every twin, so its public names are importable from here.
+bench), model (the World and its views at a clock), build (generation). Import a name from
+the module that defines it; the package itself offers what a test needs to build a world
+and read its times.
 """
 
-from .basics import LS_SECONDS, iso, ranges, stable_int, utc
+from .basics import iso, utc
 from .build import build_world
-from .entities import (
-    CERT_KIND_PATTERNS,
-    DEFAULT_WORKSPACE,
-    WORKSPACE_NAMES,
-    WORLD_KINDS,
-    CertFile,
-    Dataset,
-    DqmFile,
-    Fill,
-    MlModel,
-    MonitorElement,
-    Run,
-)
-from .model import World
-from .profiles import EB_OCCUPANCY, ECAL_MES, PROFILES, Profile
 
-__all__ = [
-    "CERT_KIND_PATTERNS", "DEFAULT_WORKSPACE", "EB_OCCUPANCY", "ECAL_MES", "LS_SECONDS",
-    "PROFILES", "WORKSPACE_NAMES", "WORLD_KINDS", "CertFile", "Dataset", "DqmFile", "Fill",
-    "MlModel", "MonitorElement", "Profile", "Run", "World", "build_world", "iso", "ranges",
-    "stable_int", "utc",
-]
+__all__ = ["build_world", "iso", "utc"]

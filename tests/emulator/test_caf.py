@@ -11,7 +11,7 @@ import requests
 
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.state import DIALS_AUDIENCE
-from dialsflow_emulator.world import iso, utc
+from dialsflow_emulator.world.basics import iso, utc
 
 #: DIALS backend/caf/client.py lookup patterns, used with re.match.
 GOLDEN = r"Cert_Collisions(.*)_(\d{6})_(\d{6})_Golden.json"

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from dialsflow_emulator.process import EmulatorProcess
-from dialsflow_emulator.world import iso, utc
+from dialsflow_emulator.world.basics import iso, utc
 
 ZERO_BIAS = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
 EXPRESS = "/StreamExpress/Run2024C-Express-v1/DQMIO"

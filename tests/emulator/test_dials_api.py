@@ -19,7 +19,7 @@ import requests
 from dialsflow_emulator.dials.cursors import Cursor, decode_cursor, encode_cursor
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.state import DIALS_AUDIENCE, OMS_AUDIENCE
-from dialsflow_emulator.world import iso, utc
+from dialsflow_emulator.world.basics import iso, utc
 
 ZERO_BIAS = 15102369
 EXPRESS = 15102368

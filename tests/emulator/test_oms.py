@@ -14,7 +14,7 @@ from omsapi import OMSAPI
 
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.state import DIALS_AUDIENCE, OMS_AUDIENCE
-from dialsflow_emulator.world import LS_SECONDS, iso, utc
+from dialsflow_emulator.world.basics import LS_SECONDS, iso, utc
 
 TOKEN_PATH = "/auth/realms/cern/api-access/token"
 

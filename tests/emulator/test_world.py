@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from dialsflow_emulator.histograms import entries_for, histogram
-from dialsflow_emulator.world import EB_OCCUPANCY, build_world, ranges
+from dialsflow_emulator.world.basics import ranges
+from dialsflow_emulator.world.build import build_world
+from dialsflow_emulator.world.profiles import EB_OCCUPANCY
 
 
 def test_same_seed_same_world_other_seed_other_world():
