@@ -11,11 +11,13 @@ UV_VERSION := 0.13.9
 setup: $(STAMP)
 
 # Recreated only when a dependency file changes: a no-op run takes well under a second.
+# dialsflow itself (editable, with its airflow and emulator extras) plus the pins: production's
+# (requirements.txt) and development's (requirements-dev.txt: emulator, pandas, test tools).
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -r requirements-dev.txt \
-		-c constraints.txt -e .
+		-c constraints.txt -e ".[airflow,emulator]"
 	@touch $@
 
 test: setup
@@ -51,10 +53,11 @@ bench: setup
 bench-quick: setup
 	$(BIN)/python bench/ingest_benchmark.py --quick
 
-# Refresh the full lock after changing requirements*.txt.
+# Refresh the full lock after changing requirements*.txt or the ranges in pyproject.toml
+# (resolved together, so a pin outside its declared range fails here).
 lock:
-	$(BIN)/uv pip compile -q requirements.txt requirements-dev.txt -o constraints.txt \
-		--no-header --python-version 3.11
+	$(BIN)/uv pip compile -q requirements.txt requirements-dev.txt pyproject.toml --all-extras \
+		-o constraints.txt --no-header --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow/demo out/demo

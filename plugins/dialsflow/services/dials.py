@@ -14,12 +14,8 @@ body and token renewal must share one budget, and urllib3 1.26 has no jitter.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -35,34 +31,6 @@ from dialsflow.services import http
 from dialsflow.services.http import RETRYABLE_STATUS, RetryPolicy, describe_error, short_body
 
 MAX_PAGE_SIZE = 500
-
-
-class _DeferredPandas(types.ModuleType):
-    """Stands in for pandas while cmsdials is imported: cmsdials imports pandas at import
-    time only for `to_pandas()`, which dialsflow never calls; pandas costs ~1 s and ~60 MB.
-    Any attribute use imports the real pandas, so `to_pandas()` still works."""
-
-    def __getattr__(self, name: str) -> Any:
-        if sys.modules.get("pandas") is self:
-            del sys.modules["pandas"]
-        return getattr(importlib.import_module("pandas"), name)
-
-
-def _import_cmsdials_auth() -> None:
-    """Import cmsdials' auth modules without importing pandas (if not imported yet)."""
-    if "pandas" in sys.modules or "cmsdials" in sys.modules:
-        return
-    spec = importlib.util.find_spec("pandas")
-    if spec is None:
-        return
-    stub = _DeferredPandas("pandas")
-    stub.__spec__ = spec
-    sys.modules["pandas"] = stub
-    try:
-        importlib.import_module("cmsdials.auth.client")
-    finally:
-        if sys.modules.get("pandas") is stub:
-            del sys.modules["pandas"]
 
 
 class DialsClient:
@@ -88,7 +56,8 @@ class DialsClient:
     # ---- authentication ----------------------------------------------------------------
 
     def _credentials(self):
-        _import_cmsdials_auth()
+        # cmsdials imports pandas (for its to_pandas()) only where pandas is installed; the
+        # production environment has none, so this import stays light there.
         from cmsdials.auth.client import AuthClient
 
         s = self.settings
