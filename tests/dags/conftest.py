@@ -16,6 +16,9 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+# dialsflow has no default jobs file or output root: the DAG tests parse the demo's
+os.environ["DIALSFLOW_JOBS_FILE"] = str(ROOT / "include" / "jsons" / "jobs.json")
+os.environ["DIALSFLOW_OUTPUT_ROOT"] = tempfile.mkdtemp(prefix="dialsflow-output-")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
 """The jobs file: which ingestion jobs the nightly DAG runs, validated when a run starts.
 
-One JSON file (env `DIALSFLOW_JOBS_FILE`, default `<project>/include/jsons/jobs.json`)::
+One JSON file, named by the env `DIALSFLOW_JOBS_FILE` (required: there is no default, an
+installed package has no project folder to find one in; the demo's is
+`include/jsons/jobs.json`, and `make demo`, `make airflow`, the Docker image and the compose
+files set the variable)::
 
     {"jobs": [
       {"name": "tracker_zerobias",                  # [A-Za-z0-9_-], unique
@@ -17,69 +20,136 @@ One JSON file (env `DIALSFLOW_JOBS_FILE`, default `<project>/include/jsons/jobs.
        "completeness_tolerance": 0.1}               # float in [0, 1]
     ]}
 
+The schema is a pydantic model (`JobsFile`), strict as JSON is: no type coercion (true is
+not 1, "7" is not 7), no unknown keys, unique names. The pattern files are read once the
+whole file passed the schema.
+
 Output roots: an absolute path is used as is; a relative one resolves against the env
-`DIALSFLOW_OUTPUT_ROOT`, default `<project>/out` (git-ignored), so one file works on a laptop
-and on a node with EOS mounted. Only local paths for now (S3/EOS URLs are refused clearly).
+`DIALSFLOW_OUTPUT_ROOT`, so one file works on a laptop and on a node with EOS mounted. With
+that variable unset a relative output is an error (set the variable, or make the output
+absolute): it never lands silently in some default folder. Only local paths for now (S3/EOS
+URLs are refused clearly).
 
 Certification: `class`/`kind` given here override the `caf_default` connection's extra;
 left out, the connection's apply (see `Job.caf_settings`). OMS filters default to "no
 filter" (stable_beam false = not required, min_recorded_lumi 0, no components).
 
-Every error is an `InputError` of one line naming the file, the job and the field.
+Every error is an `InputError` of one line naming the file, the job (by name, or #N when the
+job has no usable name) and the field (dotted, e.g. `oms.min_recorded_lumi`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic import dataclasses as pydantic_dataclasses
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from dialsflow.config.connections import CERT_KINDS, CafSettings
 from dialsflow.config.inputs import load_patterns, read_json
 from dialsflow.errors import InputError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_JOBS_FILE = PROJECT_ROOT / "include" / "jsons" / "jobs.json"
-DEFAULT_OUTPUT_ROOT = PROJECT_ROOT / "out"
 JOBS_FILE_ENV = "DIALSFLOW_JOBS_FILE"
 OUTPUT_ROOT_ENV = "DIALSFLOW_OUTPUT_ROOT"
 ME_TYPES = ("auto", "h1d", "h2d")
 
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
-_CLASS = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # one path component of the CAF area
-_WORKSPACE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+# JSON-strict, closed, and constructible in Python by field name ("cert_class") as well as by
+# the file's key ("class"); the file itself is validated by its keys only (see `load_jobs`).
+_STRICT = ConfigDict(strict=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
 
-_JOB_KEYS = {"name", "description", "workspace", "datasets_file", "mes_file", "me_type",
-             "output", "certification", "oms", "lookback_days", "completeness_tolerance"}
-_REQUIRED = ("name", "workspace", "datasets_file", "mes_file", "output", "lookback_days",
-             "completeness_tolerance")
-_CERT_KEYS = {"class", "kind"}
-_OMS_KEYS = {"stable_beam", "min_recorded_lumi", "components"}
+_Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,100}$")]
+_NonBlank = Annotated[str, StringConstraints(pattern=r"\S")]
 
 
-@dataclass(frozen=True)
-class Certification:
+def _problem(text: str) -> PydanticCustomError:
+    """A validation error whose message is the final phrase (see `_phrase`)."""
+    return PydanticCustomError("dialsflow", "{problem}", {"problem": text})
+
+
+def _local_path(value: str) -> str:
+    if "://" in value:
+        raise _problem(f"{value!r}: only local paths are supported so far (mount EOS, or use a "
+                       "path)")
+    return value
+
+
+@pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
+class CertificationChoice:
     """Which CAF JSON certifies runs; None = take it from the `caf_default` connection."""
 
-    cert_class: str | None = None
-    kind: str | None = None  # golden | muon | dcs
+    # one path component of the CAF area
+    cert_class: Annotated[str | None, Field(alias="class",
+                                            pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None
+    kind: Literal[CERT_KINDS] | None = None  # golden | muon | dcs
 
 
-@dataclass(frozen=True)
+@pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
 class OmsFilters:
     """Run-level OMS requirements; the defaults filter nothing."""
 
     stable_beam: bool = False  # True: the run must have had stable beams
-    min_recorded_lumi: float = 0.0  # pb^-1, OMS `recorded_lumi` of the run
-    components: tuple[str, ...] = ()  # every one must be in OMS `components`
+    # pb^-1, OMS `recorded_lumi` of the run
+    min_recorded_lumi: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    # every one must be in OMS `components`
+    components: Annotated[tuple[_NonBlank, ...],
+                          AfterValidator(lambda c: tuple(dict.fromkeys(c)))] = ()
+
+
+class JobSpec(BaseModel):
+    """One job as the file writes it (paths as given, pattern files not read yet)."""
+
+    model_config = _STRICT | ConfigDict(frozen=True)
+
+    # field order = the order problems are reported in (after unknown and missing keys)
+    name: _Name
+    workspace: _Name
+    description: str = ""
+    me_type: Literal[ME_TYPES] = "auto"
+    datasets_file: _NonBlank
+    mes_file: _NonBlank
+    output: Annotated[_NonBlank, AfterValidator(_local_path)]
+    certification: CertificationChoice = CertificationChoice()
+    oms: OmsFilters = OmsFilters()
+    lookback_days: Annotated[int, Field(ge=0)]
+    completeness_tolerance: Annotated[float, Field(ge=0, le=1)]
+
+
+class JobsFile(BaseModel):
+    """The whole file: `{"jobs": [...]}`, at least one job, names unique."""
+
+    model_config = _STRICT | ConfigDict(frozen=True)
+
+    jobs: Annotated[list[JobSpec], Field(min_length=1)]
+
+    @field_validator("jobs")
+    @classmethod
+    def _unique_names(cls, jobs: list[JobSpec]) -> list[JobSpec]:
+        seen: set[str] = set()
+        for job in jobs:
+            if job.name in seen:
+                raise _problem(f"job name {job.name!r} is used twice")
+            seen.add(job.name)
+        return jobs
 
 
 @dataclass(frozen=True)
 class Job:
+    """A validated job, its pattern lists read and its paths resolved."""
+
     name: str
     workspace: str
     datasets_file: Path
@@ -88,7 +158,7 @@ class Job:
     me_patterns: tuple[str, ...]
     me_type: str
     output: Path
-    certification: Certification
+    certification: CertificationChoice
     oms: OmsFilters
     lookback_days: int
     completeness_tolerance: float
@@ -114,34 +184,34 @@ class Job:
 
 
 def jobs_file_path(path: str | Path | None = None) -> Path:
-    """The jobs file in use: the argument, else `$DIALSFLOW_JOBS_FILE`, else the default."""
+    """The jobs file in use: the argument, else `$DIALSFLOW_JOBS_FILE` (required then)."""
     if path is not None:
         return Path(path)
     env = os.environ.get(JOBS_FILE_ENV)
-    return Path(env) if env else DEFAULT_JOBS_FILE
+    if not env:
+        raise InputError(f"{JOBS_FILE_ENV} is not set: point it at your jobs file (the demo's "
+                         "is include/jsons/jobs.json)")
+    return Path(env)
 
 
 def output_root() -> Path:
+    """`$DIALSFLOW_OUTPUT_ROOT`, under which relative job outputs go (required for those)."""
     env = os.environ.get(OUTPUT_ROOT_ENV)
-    return Path(env).expanduser() if env else DEFAULT_OUTPUT_ROOT
+    if not env:
+        raise InputError(f"{OUTPUT_ROOT_ENV} is not set: set it to the folder relative outputs "
+                         "go under, or make the output absolute")
+    return Path(env).expanduser()
 
 
 def load_jobs(path: str | Path | None = None) -> dict[str, Job]:
     """Every job of the jobs file, by name, in file order; the pattern lists are loaded too."""
     p = jobs_file_path(path)
     data = read_json(p, "jobs", f" (set {JOBS_FILE_ENV})")
-    if not isinstance(data, dict) or set(data) != {"jobs"} or not isinstance(data["jobs"], list):
-        raise InputError(f"jobs file {p}: expected an object {{\"jobs\": [...]}} and nothing "
-                         "else at the top level")
-    if not data["jobs"]:
-        raise InputError(f"jobs file {p}: 'jobs' is empty: define at least one job")
-    jobs: dict[str, Job] = {}
-    for index, raw in enumerate(data["jobs"]):
-        job = _job(p, index, raw)
-        if job.name in jobs:
-            raise InputError(f"jobs file {p}: job name {job.name!r} is used twice")
-        jobs[job.name] = job
-    return jobs
+    try:  # JSON-mode rules (arrays are tuples, strings paths), by the file's keys only
+        spec = JobsFile.model_validate_json(orjson.dumps(data), by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise InputError(_message(p, data, exc.errors())) from None
+    return {job.name: _job(p, job) for job in spec.jobs}
 
 
 def get_job(name: str, path: str | Path | None = None) -> Job:
@@ -164,144 +234,125 @@ def select_jobs(names: list[str] | None, path: str | Path | None = None) -> list
     return [jobs[n] for n in dict.fromkeys(names)]
 
 
-# ---- validation ------------------------------------------------------------------------
+# ---- from the validated file to jobs -----------------------------------------------------
 
 
-class _Where:
-    """Formats 'jobs file F, job J, field X: problem' consistently."""
+def _job(path: Path, spec: JobSpec) -> Job:
+    def error(field: str, problem: str) -> InputError:
+        return InputError(f"jobs file {path}, job {spec.name!r}, {field}: {problem}")
 
-    def __init__(self, path: Path, job: str) -> None:
-        self.path = path
-        self.job = job
+    def resolved(field: str, value: str, root: Callable[[], Path]) -> Path:
+        try:
+            p = Path(value).expanduser()
+            return (p if p.is_absolute() else root() / p).resolve()
+        except InputError as exc:  # a relative output without an output root
+            raise error(field, f"{value!r} is relative but {exc}") from None
+        except (ValueError, RuntimeError) as exc:  # a NUL byte; ~user that does not exist
+            raise error(field, f"{value!r} is not a usable path: {exc}") from None
 
-    def error(self, field: str, problem: str) -> InputError:
-        return InputError(f"jobs file {self.path}, job {self.job}, {field}: {problem}")
+    def patterns(field: str, value: str, what: str) -> tuple[Path, tuple[str, ...]]:
+        file = resolved(field, value, lambda: path.parent)
+        try:
+            return file, tuple(load_patterns(file, what))
+        except InputError as exc:
+            raise error(field, str(exc)) from None
 
-
-def _job(path: Path, index: int, raw: Any) -> Job:
-    label = f"#{index + 1}"
-    if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
-        label = repr(raw["name"])
-    at = _Where(path, label)
-    if not isinstance(raw, Mapping):
-        raise at.error("(job)", f"must be an object, not {_type(raw)}")
-    _known_keys(at, "(job)", raw, _JOB_KEYS)
-    for key in _REQUIRED:
-        if key not in raw:
-            raise at.error(key, "is required")
-    name = _text(at, "name", raw["name"], _NAME, "letters, digits, '_' or '-'")
-    workspace = _text(at, "workspace", raw["workspace"], _WORKSPACE, "a DIALS workspace name")
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise at.error("description", f"must be a string, not {_type(description)}")
-    me_type = raw.get("me_type", "auto")
-    if me_type not in ME_TYPES:
-        raise at.error("me_type", f"must be one of {', '.join(ME_TYPES)}, not {me_type!r}")
-    datasets_file, datasets = _patterns(at, path, "datasets_file", raw["datasets_file"],
-                                        "datasets")
-    mes_file, mes = _patterns(at, path, "mes_file", raw["mes_file"], "MEs")
+    datasets_file, datasets = patterns("datasets_file", spec.datasets_file, "datasets")
+    mes_file, mes = patterns("mes_file", spec.mes_file, "MEs")
+    output = resolved("output", spec.output, output_root)
     return Job(
-        name=name, workspace=workspace, datasets_file=datasets_file, mes_file=mes_file,
-        dataset_patterns=tuple(datasets), me_patterns=tuple(mes), me_type=me_type,
-        output=_output(at, raw["output"]), certification=_certification(at, raw),
-        oms=_oms(at, raw), lookback_days=_lookback(at, raw["lookback_days"]),
-        completeness_tolerance=_tolerance(at, raw["completeness_tolerance"]),
-        description=description,
+        name=spec.name, workspace=spec.workspace, datasets_file=datasets_file,
+        mes_file=mes_file, dataset_patterns=datasets, me_patterns=mes, me_type=spec.me_type,
+        output=output, certification=spec.certification, oms=spec.oms,
+        lookback_days=spec.lookback_days, completeness_tolerance=spec.completeness_tolerance,
+        description=spec.description,
     )
 
 
+# ---- pydantic's errors as one line -----------------------------------------------------------
+
+# What a field must be, said as the old hand validators said it; {v} is the value given, {t}
+# its JSON type. Fields checked against a name pattern are in _NAMES instead.
+_MUST = {
+    "(job)": "must be an object, not {t}",
+    "description": "must be a string, not {t}",
+    "me_type": f"must be one of {', '.join(ME_TYPES)}, not {{v}}",
+    "datasets_file": "must be a file name (string), not {t}",
+    "mes_file": "must be a file name (string), not {t}",
+    "output": "must be a path (string), not {t}",
+    "certification": "must be an object, not {t}",
+    "certification.kind": f"must be one of {', '.join(CERT_KINDS)}, not {{v}}",
+    "oms": "must be an object, not {t}",
+    "oms.stable_beam": "must be true or false, not {t}",
+    "oms.min_recorded_lumi": "must be a number >= 0 (pb^-1), not {v}",
+    "oms.components": 'must be a list of OMS component names such as ["PIXEL", "TRACKER"]',
+    "lookback_days": "must be an integer >= 0, not {v}",
+    "completeness_tolerance": "must be a number in [0, 1], not {v}",
+}
+_NAMES = {"name": "letters, digits, '_' or '-'", "workspace": "a DIALS workspace name",
+          "certification.class": "a CAF class such as 'Collisions24'"}
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+_KEYS = {"(job)": JobSpec, "certification": CertificationChoice, "oms": OmsFilters}
+
+
+def _message(path: Path, data: Any, errors: list[ErrorDetails]) -> str:
+    """The first problem of the file as one line: the file's shape, then job by job unknown
+    keys, missing keys and wrong values, the fields in the order a job is written."""
+    def order(e: ErrorDetails) -> tuple[int, int]:
+        loc = e["loc"]
+        index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1
+        return index, 0 if e["type"] in _UNKNOWN else 1 if e["type"] == "missing" else 2
+
+    errors = sorted(errors, key=order)
+    first = errors[0]
+    loc = first["loc"]
+    if order(first)[0] < 0:  # the top level: {"jobs": [...]} with at least one, names unique
+        if first["type"] == "dialsflow":
+            return f"jobs file {path}: {first['msg']}"
+        if first["type"] == "too_short":
+            return f"jobs file {path}: 'jobs' is empty: define at least one job"
+        return (f"jobs file {path}: expected an object {{\"jobs\": [...]}} and nothing else at "
+                "the top level")
+    index = loc[1]
+    raw = data["jobs"][index]
+    label = repr(raw["name"]) if isinstance(raw, Mapping) and isinstance(raw.get("name"),
+                                                                         str) else f"#{index + 1}"
+    where = [str(part) for part in loc[2:] if not isinstance(part, int)]
+    if first["type"] in _UNKNOWN:
+        field = ".".join(where[:-1]) or "(job)"
+        unknown = sorted({e["loc"][-1] for e in errors if e["type"] in _UNKNOWN
+                          and e["loc"][:-1] == loc[:-1]})
+        problem = (f"unknown key {', '.join(map(repr, unknown))}; allowed: "
+                   f"{', '.join(sorted(_keys(_KEYS[field])))}")
+    else:
+        field = ".".join(where) or "(job)"
+        problem = _phrase(field, first)
+    return f"jobs file {path}, job {label}, {field}: {problem}"
+
+
+def _phrase(field: str, error: ErrorDetails) -> str:
+    value = error["input"]
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "dialsflow":
+        return error["msg"]
+    if field in _NAMES:
+        if not isinstance(value, str):
+            return f"must be a string, not {_type(value)}"
+        return f"{value!r} is not {_NAMES[field]}"
+    if field in _MUST:
+        return _MUST[field].format(v=repr(value), t=_type(value))
+    return error["msg"]  # a field added to the models but not to _MUST yet
+
+
+def _keys(model: Any) -> list[str]:
+    """The keys a model takes in the file (pydantic models and dataclasses alike)."""
+    return [info.alias or name for name, info in model.__pydantic_fields__.items()]
+
+
 def _type(value: Any) -> str:
+    if isinstance(value, str) and not value.strip():
+        return "a blank string"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             int: "an integer", float: "a number", type(None): "null"}.get(type(value),
                                                                            type(value).__name__)
-
-
-def _known_keys(at: _Where, field: str, raw: Mapping, allowed: set[str]) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise at.error(field, f"unknown key {', '.join(map(repr, unknown))}; allowed: "
-                       f"{', '.join(sorted(allowed))}")
-
-
-def _text(at: _Where, field: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str):
-        raise at.error(field, f"must be a string, not {_type(value)}")
-    if not pattern.fullmatch(value):
-        raise at.error(field, f"{value!r} is not {what}")
-    return value
-
-
-def _patterns(at: _Where, jobs_path: Path, field: str, value: Any,
-              what: str) -> tuple[Path, list[str]]:
-    if not isinstance(value, str) or not value.strip():
-        raise at.error(field, f"must be a file name (string), not {_type(value)}")
-    try:
-        file = Path(value).expanduser()
-        if not file.is_absolute():
-            file = jobs_path.parent / file
-        return file.resolve(), load_patterns(file, what)
-    except InputError as exc:
-        raise at.error(field, str(exc)) from None
-    except (ValueError, RuntimeError) as exc:  # a NUL byte; ~user that does not exist
-        raise at.error(field, f"{value!r} is not a usable path: {exc}") from None
-
-
-def _output(at: _Where, value: Any) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise at.error("output", f"must be a path (string), not {_type(value)}")
-    if "://" in value:
-        raise at.error("output", f"{value!r}: only local paths are supported so far "
-                       "(mount EOS, or use a path)")
-    try:
-        p = Path(value).expanduser()
-        return (p if p.is_absolute() else output_root() / p).resolve()
-    except (ValueError, RuntimeError) as exc:  # a NUL byte; ~user that does not exist
-        raise at.error("output", f"{value!r} is not a usable path: {exc}") from None
-
-
-def _certification(at: _Where, raw: Mapping) -> Certification:
-    value = raw.get("certification", {})
-    if not isinstance(value, Mapping):
-        raise at.error("certification", f"must be an object, not {_type(value)}")
-    _known_keys(at, "certification", value, _CERT_KEYS)
-    cert_class = value.get("class")
-    if cert_class is not None:
-        cert_class = _text(at, "certification.class", cert_class, _CLASS,
-                           "a CAF class such as 'Collisions24'")
-    kind = value.get("kind")
-    if kind is not None and kind not in CERT_KINDS:
-        raise at.error("certification.kind", f"must be one of {', '.join(CERT_KINDS)}, not "
-                       f"{kind!r}")
-    return Certification(cert_class, kind)
-
-
-def _oms(at: _Where, raw: Mapping) -> OmsFilters:
-    value = raw.get("oms", {})
-    if not isinstance(value, Mapping):
-        raise at.error("oms", f"must be an object, not {_type(value)}")
-    _known_keys(at, "oms", value, _OMS_KEYS)
-    stable = value.get("stable_beam", False)
-    if not isinstance(stable, bool):
-        raise at.error("oms.stable_beam", f"must be true or false, not {_type(stable)}")
-    lumi = value.get("min_recorded_lumi", 0.0)
-    if isinstance(lumi, bool) or not isinstance(lumi, int | float) or not math.isfinite(lumi) \
-            or lumi < 0:
-        raise at.error("oms.min_recorded_lumi", f"must be a number >= 0 (pb^-1), not {lumi!r}")
-    components = value.get("components", [])
-    if not isinstance(components, list) or not all(
-            isinstance(c, str) and c.strip() for c in components):
-        raise at.error("oms.components", "must be a list of OMS component names such as "
-                       '["PIXEL", "TRACKER"]')
-    return OmsFilters(stable, float(lumi), tuple(dict.fromkeys(components)))
-
-
-def _lookback(at: _Where, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise at.error("lookback_days", f"must be an integer >= 0, not {value!r}")
-    return value
-
-
-def _tolerance(at: _Where, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise at.error("completeness_tolerance", f"must be a number in [0, 1], not {value!r}")
-    return float(value)
