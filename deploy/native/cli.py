@@ -87,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--worker-log-port", type=int, default=0, help="0 = any free port")
     s.add_argument("--trigger-log-port", type=int, default=0, help="0 = any free port")
     s.add_argument("--dags", default=str(ROOT / "dags"), help="DAGs folder")
-    s.add_argument("--jobs-file", help="DIALSFLOW_JOBS_FILE (default: dialsflow's)")
+    s.add_argument("--jobs-file", help="DIALSFLOW_JOBS_FILE (default: the caller's, else "
+                                       "the demo's include/jsons/jobs.json)")
     s.add_argument("--output", help="DIALSFLOW_OUTPUT_ROOT (default HOME/output)")
     s.add_argument("--pool-slots", type=int, default=4, help=f"slots of the {POOL} pool")
     s.add_argument("--worker-concurrency", type=int, default=4,

@@ -12,6 +12,7 @@ from pathlib import Path
 from .deployment import PG, REDIS, ROOT, DeployError, Deployment
 from .resources import deployment_secrets
 
+DEMO_JOBS_FILE = ROOT / "include" / "jsons" / "jobs.json"
 FAST_ENV = {  # seconds instead of minutes: new DAG files and runs are picked up quickly
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
@@ -86,6 +87,8 @@ def airflow_env(dep: Deployment, args: argparse.Namespace, extra: dict[str, str]
                     "AIRFLOW__CORE__PARALLELISM": str(args.worker_concurrency)})
     if args.jobs_file:
         env["DIALSFLOW_JOBS_FILE"] = str(Path(args.jobs_file).resolve())
+    else:  # dialsflow has no default jobs file; compose names one, so does this topology
+        env.setdefault("DIALSFLOW_JOBS_FILE", str(DEMO_JOBS_FILE))
     env.update(deployment_secrets(home))
     if args.fast:
         env.update(FAST_ENV)

@@ -123,13 +123,14 @@ def test_volumes_mount_repo_folders_where_the_code_expects_them() -> None:
         assert "AIRFLOW__CORE__PLUGINS_FOLDER" not in _env(name)
 
 
-def test_jobs_file_points_to_a_valid_jobs_file_in_the_repo() -> None:
+def test_jobs_file_points_to_a_valid_jobs_file_in_the_repo(monkeypatch, tmp_path) -> None:
     from dialsflow.jobs import load_jobs
 
     path = _env("airflow-worker")["DIALSFLOW_JOBS_FILE"]
     assert path.startswith("/opt/airflow/include/")
     local_path = ROOT / "include" / path.removeprefix("/opt/airflow/include/")
     assert local_path.is_file(), local_path
+    monkeypatch.setenv("DIALSFLOW_OUTPUT_ROOT", str(tmp_path))  # the compose file sets it too
     assert load_jobs(local_path), "no jobs"  # validates every job and its pattern files
 
 

@@ -33,7 +33,7 @@ def _backfill_runs(api: AirflowClient) -> list[dict]:
     return [r for r in api.runs(DAG) if r["run_type"] == "backfill"]
 
 
-def test_nightly_dag_on_celery_with_emulator(start_deployment) -> None:
+def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> None:
     t0 = time.monotonic()
     started = start_deployment("--emulator", "--emulator-arg=--now", f"--emulator-arg={NOW}",
                                "--env", "DIALSFLOW_RETRIES=0",
@@ -41,6 +41,7 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment) -> None:
     dep = started.dep
     api = AirflowClient(dep.url, "admin", dep.admin_password)
     output = Path(dep.home) / "output"
+    monkeypatch.setenv("DIALSFLOW_OUTPUT_ROOT", str(output))  # as the deployment's components
     job = load_jobs(ROOT / "include" / "jsons" / "jobs.json")[JOB]
     timings: dict[str, float] = {"start": time.monotonic() - t0}
     try:
