@@ -124,7 +124,7 @@ def test_volumes_mount_repo_folders_where_the_code_expects_them() -> None:
 
 
 def test_jobs_file_points_to_a_valid_jobs_file_in_the_repo(monkeypatch, tmp_path) -> None:
-    from dialsflow.jobs import load_jobs
+    from dialsflow.config.jobs import load_jobs
 
     path = _env("airflow-worker")["DIALSFLOW_JOBS_FILE"]
     assert path.startswith("/opt/airflow/include/")

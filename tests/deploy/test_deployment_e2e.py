@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from deploy.rest import AirflowClient
-from dialsflow.jobs import load_jobs
-from dialsflow.layout import UnitKey, unit_dir
-from dialsflow.manifest import Manifest
+from dialsflow.config.jobs import load_jobs
+from dialsflow.store.layout import UnitKey, unit_dir
+from dialsflow.store.manifest import Manifest
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 

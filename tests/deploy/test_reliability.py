@@ -34,9 +34,9 @@ import requests
 from deploy.native.deployment import ENV_FILE, Deployment
 from deploy.native.processes import kill_tree
 from deploy.rest import AirflowClient
-from dialsflow.jobs import Job, load_jobs
-from dialsflow.layout import UnitKey, run_file
-from dialsflow.manifest import Manifest, RunEntry, file_sha256
+from dialsflow.config.jobs import Job, load_jobs
+from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
 from dialsflow_emulator.process import EmulatorProcess
 from localdev.airflow_home import LocalAirflow
 

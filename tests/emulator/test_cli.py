@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from dialsflow.connections import CONN_IDS, DialsSettings, from_env
+from dialsflow.config.connections import CONN_IDS, DialsSettings, from_env
 
 BIN = Path(sys.executable).parent
 
