@@ -1,24 +1,25 @@
 """CAF certification area client: the latest certification JSON of a class and kind.
 
-The file is chosen exactly as DIALS' CAF client chooses it (das_caf_api.md B1): scrape the
-Apache listing (every `<img alt="[   ]">`, the next `<a>` = name and href, then date, time
-and size split on whitespace after the link), keep the names the kind's regex matches with
-`re.match` (prefix-anchored, case-sensitive), and take the newest "YYYY-MM-DD HH:MM". The
-regex is what avoids the traps: a lower-case `..._golden.json` and era files such as
-`2024C_Golden.json` do not match, however recent they are.
+The file is chosen exactly as DIALS' CAF client chooses it (docs/reference/dbs_caf.md B1):
+scrape the Apache listing (every `<img alt="[   ]">`, the next `<a>` = name and href, then
+date, time and size split on whitespace after the link), keep the names the kind's regex
+matches with `re.match` (prefix-anchored, case-sensitive), and take the newest "YYYY-MM-DD
+HH:MM". The regex is what avoids the traps: a lower-case `..._golden.json` and era files
+such as `2024C_Golden.json` do not match, however recent they are.
 
-Transient failures (connection errors, resets, 403 as EOS web sometimes answers, 429 with
-Retry-After, 5xx) are retried by urllib3 on the adapter; a body cut short (or a listing that
-does not end like a complete page) is retried by our loop. Anything else is a ServiceError.
+Retries are services.http's; what an answer means for CAF is `_classify`: a 200 is the page,
+tried again when it is not whole (a listing that does not end like one, JSON that does not
+parse); 403 and 500 are tried again too, as EOS web answers them now and then (libdc3
+retries them); other statuses follow the shared retryable set.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import TypeVar
 from urllib.parse import urljoin
 
 import orjson
@@ -26,7 +27,8 @@ import requests
 
 from dialsflow.config.connections import CafSettings
 from dialsflow.errors import ServiceError
-from dialsflow.services.http import RetryPolicy, describe_error, retrying_session
+from dialsflow.services import http
+from dialsflow.services.http import Client, Outcome, Retrier, RetryPolicy
 
 PRODUCTION_CAF = "https://cms-service-dqmdc.web.cern.ch/CAF/certification"
 
@@ -39,10 +41,11 @@ KIND_PATTERNS = {
 }
 KIND_FOLDERS = {"golden": "", "muon": "", "dcs": "DCSOnly_JSONS/dailyDCSOnlyJSON/"}
 
-#: Retried by urllib3: 403 too, as EOS web answers it now and then (libdc3 retries it).
-RETRIED_STATUS = (403, 429, 500, 502, 503, 504)
+#: Tried again besides the shared retryable statuses: EOS web answers these now and then.
+EOS_TRANSIENT_STATUS = frozenset({403, 500})
 
 RunRanges = dict[int, list[tuple[int, int]]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class _Truncated(Exception):
     """A body that arrived incomplete: worth another try."""
 
 
-class CafClient:
+class CafClient(Client):
     """`CafClient(settings).certification()`: the latest JSON of the settings' class/kind."""
 
     def __init__(self, settings: CafSettings, *, policy: RetryPolicy | None = None,
@@ -163,59 +166,33 @@ class CafClient:
             raise ServiceError(f"CAF kind {settings.kind!r} unknown; choose from "
                                f"{', '.join(KIND_PATTERNS)}")
         self.settings = settings
-        self.policy = policy or RetryPolicy(attempts=5)
+        self.retrier = Retrier(policy or RetryPolicy(attempts=5))
         self.timeout = timeout
-        # urllib3 retries status codes and connections; our loop, bodies cut short.
-        self.session = retrying_session(self.policy, pool=4, verify=settings.verify,
-                                        status=RETRIED_STATUS)
+        self.session = http.pooled_session(pool=4, verify=settings.verify)
 
     @property
     def folder_url(self) -> str:
         s = self.settings
         return f"{s.url.rstrip('/')}/{s.cert_class}/{KIND_FOLDERS[s.kind]}"
 
-    def _get(self, url: str, what: str,
-             check: Callable[[bytes], None] | None = None) -> bytes:
-        """A 200 body, complete; `check(body)` may raise _Truncated to ask for another try."""
-        cause = ""
-        for attempt in range(self.policy.attempts):
-            if attempt:
-                time.sleep(self.policy.delay(attempt))
-            try:
-                r = self.session.get(url, timeout=self.timeout)
-                body = r.content
-            except requests.exceptions.RetryError as exc:
-                raise ServiceError(f"{what}: {url} kept failing ({describe_error(exc)})") from None
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
-                cause = describe_error(exc)
-                continue
-            if r.status_code != 200:
-                hint = {404: " (no such class or folder?)"}.get(
-                    r.status_code, " after retries" if r.status_code in RETRIED_STATUS else "")
-                raise ServiceError(f"{what}: {url} answered HTTP {r.status_code}{hint}")
-            expected = r.headers.get("Content-Length")
-            if expected and expected.isdigit() and int(expected) != len(body):
-                cause = "body cut short"
-                continue
-            try:
-                if check:
-                    check(body)
-            except _Truncated as exc:
-                cause = str(exc)
-                continue
-            return body
-        raise ServiceError(f"{what}: {url} gave up after {self.policy.attempts} attempts, last "
-                           f"cause: {cause}")
+    def _get(self, url: str, what: str, parse: Callable[[bytes], T]) -> T:
+        """`parse(body)` of a 200; `parse` may raise _Truncated to ask for another try."""
+        return self.retrier.call(lambda: self.session.get(url, timeout=self.timeout),
+                                 lambda r: _classify(r, f"{what}: {url}", parse),
+                                 f"{what}: {url}")
 
     def listing(self) -> list[ListedFile]:
         """The file rows of the kind's folder."""
-        def complete(body: bytes) -> None:
+        def complete(body: bytes) -> list[ListedFile]:
             if b"</html>" not in body[-200:].lower():
                 raise _Truncated("listing page incomplete")
+            return parse_listing(body.decode("utf-8", "replace"))
 
-        page = self._get(self.folder_url, "CAF listing", complete)
-        return parse_listing(page.decode("utf-8", "replace"))
+        return self._get(self.folder_url, "CAF listing", complete)
+
+    def ping(self) -> None:
+        """The kind's folder answers with a whole listing."""
+        self.listing()
 
     def certification(self) -> CertificationJson:
         """Download and parse the latest JSON of the kind. A class folder without one yet
@@ -227,19 +204,18 @@ class CafClient:
             return CertificationJson(f"no {s.kind} JSON in {s.cert_class} yet", self.folder_url,
                                  "", {})
         url = urljoin(self.folder_url, chosen.href)
-        holder: list[RunRanges] = []
+        runs = self._get(url, "CAF certification JSON",
+                         lambda body: parse_cert_json(body, chosen.name))
+        return CertificationJson(chosen.name, url, chosen.last_modified, runs)
 
-        def parsed(body: bytes) -> None:
-            holder.append(parse_cert_json(body, chosen.name))
 
-        self._get(url, "CAF certification JSON", parsed)
-        return CertificationJson(chosen.name, url, chosen.last_modified, holder[-1])
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> CafClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _classify(r: requests.Response, what: str, parse: Callable[[bytes], T]) -> Outcome[T]:
+    if r.status_code == 200:
+        try:
+            return http.ok(parse(r.content))
+        except _Truncated as exc:
+            return http.retry(str(exc))
+    if r.status_code in EOS_TRANSIENT_STATUS:
+        return http.retry(f"HTTP {r.status_code}")
+    hint = " (no such class or folder?)" if r.status_code == 404 else ""
+    return http.by_status(r, f"{what} answered HTTP {r.status_code}{hint}")

@@ -2,15 +2,14 @@
 
 `run lumi dataset=D` is what DAS (dasgoclient) answers from `blocks?dataset=D` followed by
 one `filelumis?block_name=B` per block, concurrently; `filelumis` refuses `dataset`
-(das_caf_api.md A.1, A2). We do the same over one pooled keep-alive session that carries
+(docs/reference/dbs_caf.md A.1, A2). We do the same over one pooled keep-alive session that carries
 the connection's grid proxy (`cert`) and CA (`verify`), so the code path is the production
 one, and we de-duplicate (run, LS) across files, which dasgoclient does not.
 
-Transient failures: status codes (429 with Retry-After, 502/503/504) and connection errors
-are retried by urllib3's `Retry` on the adapter, with our full-jitter backoff (urllib3 1.26
-has none); a body cut short is retried by a small loop around it. Permanent failures
-(a DBS error body, the cmsweb login page, an unknown dataset) raise `ServiceError` with
-one line saying what to check.
+Retries are services.http's; what an answer means for DBS is `_classify`: a 200 is a JSON
+list (a body that is not complete JSON is tried again), the cmsweb login page, 401/403 and
+a dbs2go error body are final, with one line saying what to check; other statuses follow
+the shared retryable set.
 """
 
 from __future__ import annotations
@@ -28,23 +27,21 @@ import requests
 from dialsflow.config.connections import DbsSettings
 from dialsflow.errors import ServiceError
 from dialsflow.lumis import LumiMap, to_ranges
-from dialsflow.services.http import (
-    RETRYABLE_STATUS,
-    RetryPolicy,
-    describe_error,
-    retrying_session,
-    short_body,
-)
+from dialsflow.services import http
+from dialsflow.services.http import Client, Outcome, Retrier, RetryPolicy, Unreachable
 
 log = logging.getLogger("dialsflow")
 
 MAX_RUN_FILTERS = 200  # run_num values per URL; beyond that, filter on our side
 AUTH_HINT = ("check dbs_default cert/key (a valid grid proxy: voms-proxy-info) and "
              "verify (CA bundle or /etc/grid-security/certificates)")
+#: A reader query as cheap as they come (one indexed name lookup, answered `[]`): the ping.
+PING = ("datasets", {"dataset": "/DialsflowPreflight/Ping-v1/DQMIO"})
 
 
 def _dbs_error(body: bytes) -> str | None:
-    """The message of dbs2go's one-element error list (das_caf_api.md A.3), if it is one."""
+    """The message of dbs2go's one-element error list (docs/reference/dbs_caf.md A.3), if
+    it is one."""
     try:
         data = orjson.loads(body)
         error = data[0]["error"]
@@ -58,18 +55,18 @@ def _compact_runs(runs: Iterable[int]) -> list[str]:
     return [f"{a}-{b}" if a != b else str(a) for a, b in to_ranges(runs)]
 
 
-class DbsClient:
+class DbsClient(Client):
     """`DbsClient(DbsSettings.from_connection(conn)).run_lumis(dataset)`; thread-safe."""
 
     def __init__(self, settings: DbsSettings, *, policy: RetryPolicy | None = None,
                  workers: int = 8, timeout: tuple[float, float] = (10.0, 120.0)) -> None:
         _check_files(settings)
         self.settings = settings
-        self.policy = policy or RetryPolicy()
+        self.retrier = Retrier(policy or RetryPolicy())
         self.workers = workers
         self.timeout = timeout
-        self.session = retrying_session(self.policy, pool=workers, verify=settings.verify,
-                                        cert=settings.cert)
+        self.session = http.pooled_session(pool=workers, verify=settings.verify,
+                                           cert=settings.cert)
         self.session.headers["Accept"] = "application/json"
 
     # ---- requests ------------------------------------------------------------------------
@@ -79,51 +76,45 @@ class DbsClient:
         url = f"{self.settings.url}/{api}"
         what = f"DBS {api}?" + "&".join(f"{k}={v}" for k, v in params.items()
                                          if not isinstance(v, list))
-        cause = ""
-        for failures in range(self.policy.attempts):
-            if failures:
-                time.sleep(self.policy.delay(failures))
+
+        def send() -> requests.Response:
             try:
-                r = self.session.get(url, params=params, timeout=self.timeout)
-                body = r.content
+                return self.session.get(url, params=params, timeout=self.timeout)
             except requests.exceptions.SSLError:
                 raise ServiceError(f"TLS with DBS at {self.settings.url} failed: "
                                    f"{AUTH_HINT}") from None
-            except (requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError):
-                cause = "body cut short"
-                continue
-            except requests.exceptions.RetryError as exc:
-                raise ServiceError(f"{what}: gave up after {self.policy.attempts} attempts "
-                                   f"({exc})") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise ServiceError(f"cannot reach DBS at {self.settings.url}: "
-                                   f"{describe_error(exc)}; check the host of dbs_default"
-                                   ) from None
-            if r.status_code == 200:
-                try:
-                    rows = orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    if body.lstrip().startswith(b"<"):  # cmsweb front end login page
-                        raise ServiceError(f"{what}: DBS sent an HTML page instead of JSON "
-                                           f"(cmsweb login page?): {AUTH_HINT}") from None
-                    cause = "body is not complete JSON"
-                    continue
-                if not isinstance(rows, list):
-                    raise ServiceError(f"{what}: DBS answered {short_body(body)}, not a JSON list")
-                return rows
-            if r.status_code in (401, 403):
-                raise ServiceError(f"DBS at {self.settings.url} refused access (HTTP "
-                                   f"{r.status_code}): {AUTH_HINT}")
-            if r.status_code in RETRYABLE_STATUS:  # urllib3 already spent the budget
-                raise ServiceError(f"{what}: gave up after {self.policy.attempts} attempts, "
-                                   f"last answer HTTP {r.status_code}")
-            message = _dbs_error(body)
-            if message is not None:
-                raise ServiceError(f"{what}: DBS refused the query: {message}")
-            raise ServiceError(f"{what}: DBS answered HTTP {r.status_code}: {short_body(body)}")
-        raise ServiceError(f"{what}: gave up after {self.policy.attempts} attempts, last "
-                           f"cause: {cause}")
+
+        try:
+            return self.retrier.call(send, lambda r: self._classify(r, what), what)
+        except Unreachable as exc:
+            raise Unreachable(f"cannot reach DBS at {self.settings.url}: {exc.cause}; check "
+                              "the host of dbs_default", exc.cause) from None
+
+    def _classify(self, r: requests.Response, what: str) -> Outcome[list[dict[str, Any]]]:
+        body = r.content
+        if r.status_code == 200:
+            try:
+                rows = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                if body.lstrip().startswith(b"<"):  # cmsweb front end login page
+                    return http.fail(f"{what}: DBS sent an HTML page instead of JSON "
+                                     f"(cmsweb login page?): {AUTH_HINT}")
+                return http.retry("body is not complete JSON")
+            if not isinstance(rows, list):
+                return http.fail(f"{what}: DBS answered {http.short_body(body)}, not a JSON list")
+            return http.ok(rows)
+        if r.status_code in (401, 403):
+            return http.fail(f"DBS at {self.settings.url} refused access "
+                             f"(HTTP {r.status_code}): {AUTH_HINT}")
+        message = _dbs_error(body)
+        if message is not None:
+            return http.fail(f"{what}: DBS refused the query: {message}")
+        return http.by_status(r, f"{what}: DBS answered HTTP {r.status_code}: "
+                                 f"{http.short_body(body)}")
+
+    def ping(self) -> None:
+        """One cheap reader query: DBS reachable, the proxy accepted, the answer DBS's."""
+        self.get(*PING)
 
     # ---- lumisections --------------------------------------------------------------------
 
@@ -171,15 +162,6 @@ class DbsClient:
         log.info("DBS %s: %d runs, %d LS from %d blocks in %.1f s", dataset, len(lumis),
                  sum(map(len, lumis.values())), len(blocks), time.monotonic() - t0)
         return lumis
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> DbsClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _check_files(settings: DbsSettings) -> None:

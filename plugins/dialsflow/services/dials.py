@@ -6,16 +6,15 @@ as the official client does. Requests go through one pooled `requests.Session`, 
 cmsdials' per-call sessions, and pages come back as raw bytes: parsing is the caller's
 business (orjson, straight into Arrow).
 
-Transient failures (connection errors, resets, bodies cut short, 429, 502/503/504) are
-retried with exponential backoff and full jitter, honouring Retry-After; a 403 saying the
-token expired renews it. The retry loop is ours, not urllib3's: failures while reading the
-body and token renewal must share one budget, and urllib3 1.26 has no jitter.
+Retries are services.http's (one budget for connection errors, cut bodies, retryable
+statuses and token renewal); what an answer means for DIALS is `_classify`: a 200 is the
+body, a 403 saying the token expired renews it and tries again, anything else is decided by
+the shared retryable statuses.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -23,33 +22,28 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 
 from dialsflow.config.connections import DialsSettings
 from dialsflow.errors import ServiceError
 from dialsflow.services import http
-from dialsflow.services.http import RETRYABLE_STATUS, RetryPolicy, describe_error, short_body
+from dialsflow.services.http import Client, Outcome, Retrier, RetryPolicy
 
 MAX_PAGE_SIZE = 500
 
 
-class DialsClient:
+class DialsClient(Client):
     """`DialsClient(settings).get("th2/", params)`; thread-safe, one pool per process."""
 
     def __init__(self, settings: DialsSettings, *, policy: RetryPolicy | None = None,
                  pool_size: int = 16, timeout: float = 60.0) -> None:
         self.settings = settings
-        self.policy = policy or RetryPolicy()
+        self.retrier = Retrier(policy or RetryPolicy())
         self.timeout = timeout
         self.api_url = settings.base_url + "api/v1/"
-        self.session = requests.Session()
         self.pool_size = pool_size
         self._prefetcher: ThreadPoolExecutor | None = None
         # Each worker may have a page in flight ahead of the one it reads: twice the pool.
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=2 * pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.verify = settings.verify
+        self.session = http.pooled_session(pool=2 * pool_size, verify=settings.verify, hosts=2)
         self._refresh_lock = threading.Lock()
         self.creds = self._credentials()
 
@@ -78,7 +72,7 @@ class DialsClient:
             ) from None
         except requests.ConnectionError as exc:
             raise ServiceError(f"cannot reach Keycloak at {s.keycloak_url}: "
-                               f"{describe_error(exc)}") from None
+                               f"{http.describe_error(exc)}") from None
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -98,34 +92,23 @@ class DialsClient:
             what: str = "") -> bytes:
         """GET api/v1/<endpoint> and return the body of a 200; retry what is transient."""
         url = self.api_url + endpoint
-        cause = ""
-        retry_after: float | None = None
-        for failures in range(self.policy.attempts):
-            if failures:
-                time.sleep(self.policy.delay(failures, retry_after))
-            retry_after = None
-            headers = self._headers()
-            try:
-                r = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
-                body = r.content
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
-                cause = describe_error(exc)
-                continue
-            if r.status_code == 200:
-                return body
-            if r.status_code == 403 and b"access_token_expired" in body:
-                cause = "access token expired"
-                self._renew_token(headers.get("Authorization", " ").split(" ", 1)[1])
-                continue
-            if r.status_code in RETRYABLE_STATUS:
-                cause = f"HTTP {r.status_code}"
-                retry_after = http.retry_after(r)
-                continue
-            raise ServiceError(f"{what or url}: DIALS answered HTTP {r.status_code}: "
-                               f"{short_body(body)}")
-        raise ServiceError(f"{what or url}: gave up after {self.policy.attempts} attempts, "
-                           f"last cause: {cause}")
+        return self.retrier.call(
+            lambda: self.session.get(url, params=params, headers=self._headers(),
+                                     timeout=self.timeout),
+            lambda r: self._classify(r, what or url), what or url)
+
+    def _classify(self, r: requests.Response, what: str) -> Outcome[bytes]:
+        if r.status_code == 200:
+            return http.ok(r.content)
+        if r.status_code == 403 and b"access_token_expired" in r.content:
+            self._renew_token(str(r.request.headers.get("Authorization", " ")).split(" ", 1)[1])
+            return http.retry("access token expired")
+        return http.by_status(r, f"{what}: DIALS answered HTTP {r.status_code}: "
+                                 f"{http.short_body(r.content)}")
+
+    def workspaces(self) -> list[str]:
+        """The workspaces DIALS knows: the cheapest authenticated call (preflight's check)."""
+        return self.get_json("workspaces/", what="DIALS workspaces")["workspaces"]
 
     def get_json(self, endpoint: str, params: dict[str, Any] | None = None, *,
                  what: str = "") -> Any:
@@ -183,7 +166,7 @@ class DialsClient:
     def close(self) -> None:
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True)
-        self.session.close()
+        super().close()
 
 
 def rows_for_bytes(target_bytes: int, rows: int, nbytes: int) -> int:

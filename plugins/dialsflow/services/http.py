@@ -1,25 +1,58 @@
-"""HTTP plumbing shared by the service clients: retry policy, pooled sessions, and error
-text for people.
+"""HTTP plumbing shared by the service clients: one retry mechanism, pooled sessions, and
+error text for people.
 
-Each client (DIALS, DBS, CAF, OMS) keeps its own notion of what an answer means; what they
-share is how long to wait between tries (full jitter on an exponential ceiling, Retry-After
-honoured), a keep-alive session whose adapter retries status codes and connection errors,
-and one-line descriptions of what went wrong.
+Every GET of every client (DIALS, DBS, CAF, OMS) goes through a `Retrier.call(send,
+classify, what)`. The client says only what an answer means for its service, with a
+classifier `Response -> Outcome`: `ok(value)`, `retry(cause, retry_after)` or
+`fail(message)`. The rest is here and the same for all four:
+
+- connection errors, timeouts and bodies cut short (ChunkedEncodingError,
+  ContentDecodingError, fewer bytes than Content-Length announced) are retried;
+- waits are full jitter on an exponential ceiling, with Retry-After as a floor;
+- one budget per call (`RetryPolicy.attempts`, every cause counted), then one line:
+  "<what>: gave up after N attempts, last cause: ...";
+- a connection that cannot be made at all (refused, unknown host, connect timeout) gets only
+  `connect_attempts` tries while the service has never answered this client: a wrong host
+  or port fails in seconds, a service restarting in the middle of a night is waited for.
+  Giving up on such a cause raises `Unreachable`, so callers can name the connection.
+
+This is the only layer of retries: the adapters of the sessions retry nothing (urllib3's
+own retries would multiply with these, and urllib3 1.26 has no jitter), and omsapi's are
+switched off.
+
+`RETRYABLE_STATUS` is one set for every service: 429 (rate limited, with Retry-After) and
+502/503/504 (a gateway or the service itself saying "not now"), the statuses that mean
+"transient" whatever answers them. 500 is not in it: DIALS (Django) and DBS (dbs2go, with
+an error body) answer 500 for a request that will fail again, and retrying would only delay
+the failure and hide the body. Where a service is known to send transient 500s, its
+classifier says so: OMS (forced 500s, docs/reference/oms.md §5) and EOS web behind CAF,
+which also answers 403 now and then.
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import takewhile
-from typing import Any
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, Self, TypeVar, cast
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from urllib3.exceptions import NewConnectionError
 
-#: Answers worth another try on every service.
+from dialsflow.errors import ServiceError
+
+#: Answers worth another try on every service (see the module docstring for 500).
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+T = TypeVar("T")
+
+#: Failures below HTTP: retried like a retryable status.
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError)
 
 
 @dataclass(frozen=True)
@@ -27,6 +60,7 @@ class RetryPolicy:
     attempts: int = 8  # tries per request, first one included
     base_delay: float = 0.5
     max_delay: float = 30.0
+    connect_attempts: int = 4  # tries when no connection can be made (module docstring)
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Full jitter on an exponential ceiling; Retry-After is a floor when given."""
@@ -35,43 +69,126 @@ class RetryPolicy:
         return max(wait, retry_after) if retry_after is not None else wait
 
 
-class JitterRetry(Retry):
-    """urllib3 `Retry` whose backoff is `RetryPolicy.delay` (urllib3 1.26 has no jitter)."""
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What one answer means: build it with `ok`, `retry` or `fail`."""
 
-    def __init__(self, *args: Any, policy: RetryPolicy | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.policy = policy or RetryPolicy()
-
-    def new(self, **kw: Any) -> JitterRetry:
-        clone = super().new(**kw)
-        clone.policy = self.policy
-        return clone
-
-    def get_backoff_time(self) -> float:
-        failures = len(list(takewhile(lambda x: x.redirect_location is None,
-                                      reversed(self.history))))
-        return self.policy.delay(failures) if failures else 0.0
+    value: T | None = None
+    cause: str | None = None  # set: worth another try, for this reason
+    message: str | None = None  # set: final, this is the error for people
+    retry_after: float | None = None
 
 
-def adapter_retry(policy: RetryPolicy,
-                  status: frozenset[int] | tuple[int, ...] = RETRYABLE_STATUS) -> JitterRetry:
-    """Status and connection retries for one GET. Refused connections get only a few
-    tries: a wrong host or port should fail in seconds, not minutes."""
-    budget = max(0, policy.attempts - 1)
-    return JitterRetry(total=budget, connect=min(3, budget), read=budget, status=budget,
-                       other=0, redirect=0, status_forcelist=frozenset(status),
-                       allowed_methods=frozenset({"GET"}), raise_on_status=False,
-                       respect_retry_after_header=True, policy=policy)
+def ok(value: T) -> Outcome[T]:
+    return Outcome(value=value)
 
 
-def retrying_session(policy: RetryPolicy, *, pool: int, verify: bool | str = True,
-                     cert: tuple[str, str] | str | None = None,
-                     status: frozenset[int] | tuple[int, ...] = RETRYABLE_STATUS,
-                     ) -> requests.Session:
-    """A keep-alive session whose adapter retries `status` answers and connection errors."""
+def retry(cause: str, retry_after: float | None = None) -> Outcome[Any]:
+    return Outcome(cause=cause, retry_after=retry_after)
+
+
+def fail(message: str) -> Outcome[Any]:
+    return Outcome(message=message)
+
+
+def by_status(response: requests.Response, message: str) -> Outcome[Any]:
+    """The shared rule for an answer the service's classifier has no opinion on: a
+    retryable status is worth another try (honouring Retry-After), anything else fails."""
+    if response.status_code in RETRYABLE_STATUS:
+        return retry(f"HTTP {response.status_code}", retry_after(response))
+    return fail(message)
+
+
+class Unreachable(ServiceError):
+    """No connection could be made (refused, unknown host, connect timeout)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class Retrier:
+    """One client's retry loop; thread-safe. It remembers whether the service has ever
+    answered, which decides how long a refused connection is retried."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.answered = False
+
+    def call(self, send: Callable[[], requests.Response],
+             classify: Callable[[requests.Response], Outcome[T]], what: str) -> T:
+        """`send()` until `classify` says ok (its value is returned) or fail (ServiceError),
+        or the budget is spent (ServiceError, `Unreachable` if no connection was made)."""
+        policy = self.policy
+        cause, refused = "", 0
+        for attempt in range(1, policy.attempts + 1):
+            after = None
+            try:
+                response = send()
+                body = response.content  # inside the try: a cut body raises here
+            except TRANSPORT_ERRORS as exc:
+                cause = describe_error(exc)
+                refused = refused + 1 if not_connected(exc) else 0
+                if refused and not self.answered and refused >= policy.connect_attempts:
+                    break
+            else:
+                self.answered = True
+                outcome = retry("body cut short") if _cut_short(response, body) \
+                    else classify(response)
+                if outcome.message is not None:
+                    raise ServiceError(outcome.message)
+                if outcome.cause is None:
+                    return cast(T, outcome.value)
+                cause, after, refused = outcome.cause, outcome.retry_after, 0
+            if attempt < policy.attempts:
+                time.sleep(policy.delay(attempt, after))
+        message = f"{what}: gave up after {attempt} attempts, last cause: {cause}"
+        if refused:
+            raise Unreachable(message, cause)
+        raise ServiceError(message)
+
+
+class Client:
+    """What every service client is: `close()` releases its session (if it has one), and it
+    is a context manager (`with DbsClient(settings) as dbs: ...`)."""
+
+    session: requests.Session | None = None
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def not_connected(exc: Exception) -> bool:
+    """True when the connection itself could not be made (nothing was sent)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(getattr(reason, "reason", reason), NewConnectionError)
+
+
+def _cut_short(response: requests.Response, body: bytes) -> bool:
+    """Fewer bytes than Content-Length (counted on the wire: before any decompression)."""
+    expected = response.headers.get("Content-Length", "")
+    if response.status_code in (204, 304):  # no body, whatever the header says
+        return False
+    tell = getattr(response.raw, "tell", None)
+    received = tell() if callable(tell) else len(body)
+    return expected.isdigit() and int(expected) > received
+
+
+def pooled_session(*, pool: int, verify: bool | str = True,
+                   cert: tuple[str, str] | str | None = None, hosts: int = 1
+                   ) -> requests.Session:
+    """A keep-alive session of `pool` connections per host; its adapter retries nothing."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool,
-                          max_retries=adapter_retry(policy, status))
+    adapter = HTTPAdapter(pool_connections=hosts, pool_maxsize=pool, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = verify
@@ -80,10 +197,17 @@ def retrying_session(policy: RetryPolicy, *, pool: int, verify: bool | str = Tru
 
 
 def retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or bad."""
     value = response.headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return float(value) if value is not None else None
+        return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
         return None
 
 
@@ -91,8 +215,8 @@ def describe_error(exc: Exception) -> str:
     """What a requests exception means, in a few words."""
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "connection broken while reading the body (truncated response)"
-    if isinstance(exc, requests.exceptions.RetryError):
-        return "transient HTTP errors outlasted the retries"
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return "body could not be decoded (cut short?)"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     text = str(exc).lower()

@@ -3,12 +3,12 @@
 Two ways in, chosen by `oms_default` extra.via:
 - `direct`: the unmodified `omsapi` 0.9.8.1 client against the connection's api_url, with a
   client-credentials token from the connection's token_url/audience. omsapi reads its token
-  URL from the module global `omsapi.cern_api_url` at call time (oms_api.md §1, "Emulator
+  URL from the module global `omsapi.cern_api_url` at call time (docs/reference/oms.md §1, "Emulator
   hook"), so it is set from the connection before authenticating.
 - `dials`: DIALS' `oms-proxy/` with our `DialsClient` (its auth, pool and retries). Only what
   cmsdials' OMSProxyClient sends is sent: `endpoint`, `filter[...]` and `page[...]`.
 
-Either way the query is `runs` with `filter[end_time][GE]`/`[LT]` (oms_api.md §2, §3: UTC
+Either way the query is `runs` with `filter[end_time][GE]`/`[LT]` (docs/reference/oms.md §2, §3: UTC
 `YYYY-MM-DDTHH:MM:SSZ`), paged with `page[offset]`/`page[limit]` until `links.next` is null
 or a short page (§2, §4.1). The job's filters are applied here, client side, so every
 rejected run can be reported with its reason (see `OmsRun.rejection`).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,19 +27,19 @@ import requests
 
 from dialsflow.config.connections import OmsSettings
 from dialsflow.errors import ServiceError
+from dialsflow.services import http
 from dialsflow.services.dials import DialsClient
-from dialsflow.services.http import RETRYABLE_STATUS, RetryPolicy, describe_error
+from dialsflow.services.http import Client, Outcome, Retrier, RetryPolicy
 from dialsflow.times import iso, utc
 
 log = logging.getLogger("dialsflow")
 
-PAGE_LIMIT = 500  # rows per OMS page; OMS' hard limit is 100000 (oms_api.md §2)
+PAGE_LIMIT = 500  # rows per OMS page; OMS' hard limit is 100000 (docs/reference/oms.md §2)
 RUN_FIELDS = ("run_number", "fill_number", "start_time", "end_time", "stable_beam",
               "recorded_lumi", "delivered_lumi", "components", "last_lumisection_number", "era")
-#: OMS 500s are retried too (oms_api.md §5 lists forced 500s among the failures to survive).
-OMS_RETRYABLE_STATUS = RETRYABLE_STATUS | {500}
 
-#: recorded_lumi units seen per row in `meta.row` (oms_api.md §4.1, §6.1) → factor to pb^-1.
+#: recorded_lumi units seen per row in `meta.row` (docs/reference/oms.md §4.1, §6.1) →
+#: factor to pb^-1.
 LUMI_UNITS = {"pb^{-1}": 1.0, "nb^{-1}": 1e-3, "{\\mu}b^{-1}": 1e-6, "ub^{-1}": 1e-6,
               "fb^{-1}": 1e3}
 
@@ -49,7 +48,7 @@ _omsapi_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class OmsRun:
-    """A run as OMS `runs` describes it (oms_api.md §6.1)."""
+    """A run as OMS `runs` describes it (docs/reference/oms.md §6.1)."""
 
     run_number: int
     fill_number: int | None
@@ -107,7 +106,7 @@ def _lumi(value: float | None, units: dict | None) -> float | None:
     return float(value) * factor
 
 
-class OmsRuns:
+class OmsRuns(Client):
     """Run queries shared by both access paths; subclasses fetch one page."""
 
     via = ""
@@ -149,8 +148,9 @@ class OmsRuns:
         return self.query_runs([("run_number", "GE", str(first)),
                                 ("run_number", "LE", str(last))])
 
-    def close(self) -> None:
-        """Nothing to release by default."""
+    def ping(self) -> None:
+        """One run, any run: the runs endpoint answers (and, direct, takes the token)."""
+        self._page([], 0, 1)
 
 
 class DirectOms(OmsRuns):
@@ -162,10 +162,11 @@ class DirectOms(OmsRuns):
         import omsapi
 
         self.settings = settings
-        self.policy = policy or RetryPolicy(attempts=6)
+        self.retrier = Retrier(policy or RetryPolicy(attempts=6))
+        # omsapi's own retries off: the Retrier is the one layer (token renewal on 401 stays).
         self.api = omsapi.OMSAPI(api_url=settings.api_url, verbose=False,
-                                 cert_verify=settings.verify, retry_on_err_sec=1,
-                                 retry_on_err_attempts=2)
+                                 cert_verify=settings.verify, retry_on_err_sec=0,
+                                 retry_on_err_attempts=0)
         with _omsapi_lock:
             # omsapi reads the token URL from this module global whenever it (re)authenticates.
             omsapi.cern_api_url = settings.token_url
@@ -188,36 +189,28 @@ class DirectOms(OmsRuns):
               limit: int) -> dict[str, Any]:
         if offset % limit:
             raise ValueError("omsapi pages are whole multiples of the page size")
-        cause = ""
-        for failures in range(self.policy.attempts):
-            if failures:
-                time.sleep(self.policy.delay(failures))
-            try:
-                q = self.api.query("runs")  # reads runs/meta: may fail like any request
-                q.attrs(list(RUN_FIELDS))
-                for attribute, op, value in filters:
-                    q.filter(attribute, value, op)
-                q.sort("run_number")
-                q.paginate(page=offset // limit + 1, per_page=limit)
-                response = q.data()
-                body = response.content
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
-                cause = describe_error(exc)
-                continue
-            if response.status_code in OMS_RETRYABLE_STATUS:
-                cause = f"HTTP {response.status_code}"
-                continue
-            if response.status_code != 200:
-                raise ServiceError(f"OMS runs query answered HTTP {response.status_code}: "
-                                   f"{_short(body)}")
-            try:
-                return orjson.loads(body)
-            except orjson.JSONDecodeError:
-                cause = "answer not JSON (cut short?)"
-                continue
-        raise ServiceError(f"OMS runs query gave up after {self.policy.attempts} attempts, "
-                           f"last cause: {cause}")
+
+        def send() -> requests.Response:
+            q = self.api.query("runs")  # reads runs/meta: may fail like any request
+            q.attrs(list(RUN_FIELDS))
+            for attribute, op, value in filters:
+                q.filter(attribute, value, op)
+            q.sort("run_number")
+            q.paginate(page=offset // limit + 1, per_page=limit)
+            return q.data()
+
+        return self.retrier.call(send, _classify, "OMS runs query")
+
+
+def _classify(r: requests.Response) -> Outcome[dict[str, Any]]:
+    if r.status_code == 200:
+        try:
+            return http.ok(orjson.loads(r.content))
+        except orjson.JSONDecodeError:
+            return http.retry("answer not JSON (cut short?)")
+    if r.status_code == 500:  # OMS answers forced 500s now and then (docs/reference/oms.md §5)
+        return http.retry("HTTP 500")
+    return http.by_status(r, f"OMS runs query answered HTTP {r.status_code}: {_short(r.content)}")
 
 
 class DialsOmsProxy(OmsRuns):
@@ -249,11 +242,9 @@ def oms_client(settings: OmsSettings, dials: DialsClient | None = None) -> OmsRu
 
 
 def _short(body: bytes) -> str:
-    text = body[:300].decode("utf-8", "replace").strip()
-    if text.startswith("<"):
-        return "HTML error page"
+    """OMS' error details (JSON:API `errors`), else the start of the body."""
     try:
         errors = orjson.loads(body).get("errors") or []
-        return "; ".join(str(e.get("detail")) for e in errors) or " ".join(text.split())
     except (orjson.JSONDecodeError, AttributeError):
-        return " ".join(text.split())
+        errors = []
+    return "; ".join(str(e.get("detail")) for e in errors) or http.short_body(body)
