@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dialsflow.airflow.connections import from_airflow
 from dialsflow.config.connections import (
     ConnectionConfigError,
     DialsSettings,
-    from_airflow,
     from_env,
 )
 

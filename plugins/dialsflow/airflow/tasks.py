@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from dialsflow.airflow.connections import from_airflow
 from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitCheck, UnitTask
 from dialsflow.config.connections import (
     CONN_IDS,
@@ -20,7 +21,6 @@ from dialsflow.config.connections import (
     DbsSettings,
     DialsSettings,
     OmsSettings,
-    from_airflow,
 )
 from dialsflow.config.jobs import Job, select_jobs
 from dialsflow.config.runs import RunSelection

@@ -1,7 +1,8 @@
 """The four Airflow connections dialsflow reads, and what each field means.
 
 One meaning everywhere: the CLI reads them from `AIRFLOW_CONN_<ID>` environment variables
-(Airflow's JSON or URI form), the DAG from Airflow's connection store; both end here.
+(Airflow's JSON or URI form), the DAG from Airflow's connection store
+(`dialsflow.airflow.connections`); both end here.
 
 - dials_default: host = DIALS root (https://cmsdials-api.web.cern.ch/); login/password =
   Keycloak client id/secret; extra: workspace, auth (client_credentials | device),
@@ -77,11 +78,11 @@ def parse_connection(conn_id: str, value: str) -> ServiceConnection:
             raise ConnectionConfigError(
                 f"connection {conn_id!r}: invalid JSON ({exc}); expected Airflow's JSON form "
                 '{"conn_type": "http", "host": "https://...", ...}') from None
-        return _from_fields(conn_id, data)
+        return from_fields(conn_id, data)
     return _from_uri(conn_id, text)
 
 
-def _from_fields(conn_id: str, data: Mapping[str, Any]) -> ServiceConnection:
+def from_fields(conn_id: str, data: Mapping[str, Any]) -> ServiceConnection:
     extra = data.get("extra") or {}
     if isinstance(extra, str):
         try:
@@ -124,26 +125,6 @@ def from_env(conn_id: str, environ: Mapping[str, str] | None = None) -> ServiceC
     env = os.environ if environ is None else environ
     value = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     return parse_connection(conn_id, value) if value else None
-
-
-def from_airflow(conn_id: str) -> ServiceConnection:
-    """The connection from Airflow's store (UI, secrets backend or `AIRFLOW_CONN_*`).
-
-    Only callable where Airflow runs (tasks); the import stays inside so the CLI and DAG
-    parsing never pay for it.
-    """
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = Connection.get(conn_id)
-    except AirflowNotFoundException:
-        raise ConnectionConfigError(
-            f"connection {conn_id!r} is not defined: add it in Admin → Connections or as "
-            f"AIRFLOW_CONN_{conn_id.upper()} (see README, Connections)") from None
-    data = {"host": conn.host, "port": conn.port, "schema": conn.schema, "login": conn.login,
-            "password": conn.password, "extra": conn.extra_dejson}
-    return _from_fields(conn_id, data)
 
 
 # ---- typed views: validated once, used by the clients --------------------------------------
