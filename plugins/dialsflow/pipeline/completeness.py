@@ -303,19 +303,19 @@ def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection | None]
     workspace × dataset, parquet files read one column each.
     """
     dbs_cache: dict[tuple[str, RunSelection | None], LumiMap] = {}
-    plan: list[tuple[UnitKey, LumiMap, list[int]]] = []
+    checked: list[tuple[UnitKey, LumiMap, list[int]]] = []
     for key, selection in units.items():
         if (key.dataset, selection) not in dbs_cache:
             found = dbs.run_lumis(key.dataset, selection)
             dbs_cache[(key.dataset, selection)] = _within(found, selection)
         in_dbs = dbs_cache[(key.dataset, selection)]
         on_disk = [r for r in parquet_runs(outdir, key) if selection is None or r in selection]
-        plan.append((key, in_dbs, sorted(set(in_dbs) | set(on_disk))))
+        checked.append((key, in_dbs, sorted(set(in_dbs) | set(on_disk))))
 
     dials_sets: dict[tuple[str, str], LumiMap] = {}
     if dials is not None:
         wanted: dict[tuple[str, str], set[int]] = {}
-        for key, _, runs in plan:
+        for key, _, runs in checked:
             wanted.setdefault((key.workspace, key.dataset), set()).update(runs)
         for (workspace, dataset), runs in wanted.items():
             client = dials.get(workspace)
@@ -325,14 +325,14 @@ def check_units(outdir: str | Path, units: Mapping[UnitKey, RunSelection | None]
             dials_sets[(workspace, dataset)] = dials_lumis(client, dataset_id, runs)
 
     checks = []
-    for key, in_dbs, runs in plan:
+    for key, in_dbs, runs in checked:
         in_dials = dials_sets.get((key.workspace, key.dataset))
         for run in runs:
             checks.append(RunCheck(key, run, in_dbs.get(run, EMPTY),
                                    read_lumis(run_file(outdir, key, run)),
                                    None if in_dials is None else in_dials.get(run, EMPTY)))
     by_dataset: dict[str, dict[int, frozenset[int]]] = {}
-    for key, in_dbs, runs in plan:
+    for key, in_dbs, runs in checked:
         merged = by_dataset.setdefault(key.dataset, {})
         for run in runs:
             merged[run] = merged.get(run, EMPTY) | in_dbs.get(run, EMPTY)
