@@ -63,7 +63,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow/demo out/demo
 
 # The docker-compose topology natively (PostgreSQL, Redis, Celery worker, api-server on :8080),
-# in .airflow/deploy/; see README, Deploying. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.
+# in .airflow/deploy/; see docs/deployment.md. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.
 # make deploy-local DEPLOY_ARGS="--emulator --port 8081"   make deploy-stop STOP_ARGS=--drop-db
 .PHONY: deploy-local deploy-stop
 DEPLOY_ARGS ?= --emulator

@@ -1,6 +1,6 @@
 """CAF certification area twin: `/CAF/certification/...` as Apache mod_autoindex serves it.
 
-Contract: shared/reference/das_caf_api.md part B1. Directory listings keep the exact layout
+Contract: docs/reference/dbs_caf.md part B1. Directory listings keep the exact layout
 of the libdc3 test fixtures (captured from the real server), because DIALS and libdc3
 scrape them: `<img alt="[   ]">`, the next `<a>`, then date, time and size split on
 whitespace. Files come from `World.published_cert_files(now)`; a path published twice

@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    try:
+        from .server import serve
+    except ModuleNotFoundError as exc:  # a base install: the web stack is the extra's
+        print(f"dialsflow-emulator: error: serve needs the emulator extra ({exc.name} is "
+              'missing): pip install "dialsflow[emulator]"', file=sys.stderr)
+        return 2
     from .state import EmulatorState
 
     kinds = tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip())

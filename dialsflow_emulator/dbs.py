@@ -1,6 +1,6 @@
 """DBS reader twin (dbs2go): `/dbs/prod/global/DBSReader/{datasets,blocks,files,filelumis,runs}`.
 
-Contract: shared/reference/das_caf_api.md part A (A.0 transport and layout, A.1 accepted
+Contract: docs/reference/dbs_caf.md part A (A.0 transport and layout, A.1 accepted
 parameters and server rules, A.2 shapes, A.3 errors) and A2 (what dasgoclient asks).
 A file is visible once `DqmFile.registered_at <= now`; a block once its first file is; a
 dataset once it was created. Rows are flat JSON objects with alphabetical keys, streamed in
@@ -36,7 +36,7 @@ from .world.model import World
 
 PREFIX = "/dbs/prod/global/DBSReader"
 
-#: dbs2go static/parameters.json (das_caf_api.md A.1).
+#: dbs2go static/parameters.json (docs/reference/dbs_caf.md A.1).
 ACCEPTED: dict[str, frozenset[str]] = {
     "datasets": frozenset((
         "dataset", "parent_dataset", "release_version", "pset_hash", "app_name",
@@ -382,7 +382,7 @@ def _lumi_list(params: Params) -> set[int] | None:
 
 
 def files(cat: Catalogue, params: Params) -> list[Rec]:
-    """Visible files; detail=1 gives files.sql's columns (das_caf_api.md A.2)."""
+    """Visible files; detail=1 gives files.sql's columns (docs/reference/dbs_caf.md A.2)."""
     if not params:
         raise DbsError(118, "Files API with empty parameter map", "dbs.files.Files")
     if (params.get("run_num") == ["1"] and not params.get("lumi_list")

@@ -2,7 +2,7 @@
 
 Shapes are plausible, not physics: a Landau-like charge spectrum, a falling cluster-size
 spectrum, BPix maps with the structurally empty module-0 columns and ladder-0 rows
-(dials_api.md §4 "synthetic-data hints"), a z-phi band, flat ECAL occupancy. Counts are
+(docs/reference/dials.md §4 "synthetic-data hints"), a z-phi band, flat ECAL occupancy. Counts are
 Poisson-like: expected value plus Gaussian noise of width sqrt(expected), rounded and
 clipped at zero, so bins are integers stored as floats as DQMIO TH1F/TH2F content is. The
 noise comes from one fixed pool at a per-(seed, dataset, run, LS, ME) offset: vectorised

@@ -1,6 +1,7 @@
 """CERN Keycloak twin: api-access client credentials, device flow, token exchange, refresh.
 
-Paths under /auth/realms/cern/ as on auth.cern.ch (dials_api.md §3, oms_api.md §1). The
+Paths under /auth/realms/cern/ as on auth.cern.ch (docs/reference/dials.md §3,
+docs/reference/oms.md §1). The
 device flow auto-approves: the first poll with a device code returns tokens, so cmsdials'
 device Credentials work in tests without a human. Errors follow Keycloak's OAuth2 bodies:
 {"error": ..., "error_description": ...}.

@@ -26,7 +26,8 @@ def _unb64(text: str) -> bytes:
 
 
 class TokenError(Exception):
-    """Why a token was refused; `code` follows the DIALS error codes (dials_api.md §1)."""
+    """Why a token was refused; `code` follows the DIALS error codes (docs/reference/dials.md
+    §1)."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)

@@ -1,6 +1,6 @@
 """DIALS REST API twin: `/api/v1/...` as cmsdials 2.4.1 and the scripts built on it see it.
 
-Contract: shared/reference/dials_api.md (§1 common rules, §2 endpoints, §3 auth) and the
+Contract: docs/reference/dials.md (§1 common rules, §2 endpoints, §3 auth) and the
 OpenAPI file next to it. Every answer is derived from the `World` at the request's clock:
 a run, lumisection or histogram exists in DIALS iff its LS is in
 `World.dials_ls(dataset_id, run, now)`.

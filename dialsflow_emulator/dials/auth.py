@@ -21,7 +21,8 @@ def _denied(code: str, detail: str) -> Response:
 
 
 def authenticate(state: EmulatorState, request: Request) -> Response | None:
-    """None when the request may proceed, else the 403 DIALS answers (dials_api.md §1, §3)."""
+    """None when the request may proceed, else the 403 DIALS answers (docs/reference/dials.md §1,
+    §3)."""
     secret = request.headers.get("x-client-secret")
     if secret:  # checked first: a wrong secret fails even next to a valid bearer token
         if secret in state.settings.clients.values():

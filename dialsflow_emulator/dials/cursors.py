@@ -30,7 +30,7 @@ class Cursor:
 
 
 def encode_cursor(cursor: Cursor) -> str:
-    """base64 of `o=..&r=1&p=<url-quoted JSON list of strings>` (dials_api.md §1)."""
+    """base64 of `o=..&r=1&p=<url-quoted JSON list of strings>` (docs/reference/dials.md §1)."""
     tokens: dict[str, str] = {}
     if cursor.offset:
         tokens["o"] = str(cursor.offset)

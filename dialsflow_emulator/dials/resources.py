@@ -124,7 +124,8 @@ class Runs(Resource):
         return {
             "dataset_id": dataset_id, "dataset": ctx.datasets[dataset_id].name,
             "run_number": run, "ls_count": in_dials,
-            # Not published anywhere (dials_api.md §8.2): share of the DBS LS DIALS holds.
+            # Not published anywhere (docs/reference/dials.md §8.2): share of the DBS LS DIALS
+            # holds.
             "ls_completeness": in_dials / in_dbs if in_dbs else None,
         }
 

@@ -1,6 +1,6 @@
 """CMS OMS aggregation API twin: `/agg/api/v1/{runs,lumisections,fills}` as omsapi 0.9.8.1 sees it.
 
-Contract: shared/reference/oms_api.md (§1 endpoints, §2 query parameters, §3 date-times,
+Contract: docs/reference/oms.md (§1 endpoints, §2 query parameters, §3 date-times,
 §4 JSON:API-like shapes, §5 auth, §6 attribute tables). Every row is derived from the
 `World` at the request's clock: a run, lumisection or fill exists once it has started.
 

@@ -1,4 +1,5 @@
-"""OMS attribute tables (oms_api.md §6): names, API types, units, as `/meta` lists them."""
+"""OMS attribute tables (docs/reference/oms.md §6): names, API types, units, as `/meta` lists
+them."""
 
 from __future__ import annotations
 

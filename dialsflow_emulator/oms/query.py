@@ -1,4 +1,4 @@
-"""OMS query parameters (oms_api.md §2, §3): filters, sort, fields, paging; and selecting
+"""OMS query parameters (docs/reference/oms.md §2, §3): filters, sort, fields, paging; and selecting
 the matching rows with `run_number` / `fill_number` filters applied before rows are built."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OMS answers as JSON:API-like documents (oms_api.md §4), and the HTTP routes with the
+"""OMS answers as JSON:API-like documents (docs/reference/oms.md §4), and the HTTP routes with the
 bearer-token check (§5)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Everything the emulated services answer is derived from one `World`, built from 
 and a seed. Time matters: each service shows what it would show at the emulator's "now"
 (OMS shows a run once it started, DBS a file once it is registered, DIALS a file once it is
 ingested, CAF a JSON once it is published). Magnitudes follow
-shared/reference/dials_api.md §5 and das_caf_api.md A3.
+docs/reference/dials.md §5 and docs/reference/dbs_caf.md A3.
 
 Planted realities later features must handle:
 - runs that are never certified (no stable beams, or flagged bad), and runs certified

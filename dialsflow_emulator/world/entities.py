@@ -31,7 +31,8 @@ class MonitorElement:
         return self.x_bin * (self.y_bin or 1)
 
 
-#: File-name rules of DIALS' CAF client (das_caf_api.md B1), prefix-anchored like re.match.
+#: File-name rules of DIALS' CAF client (docs/reference/dbs_caf.md B1), prefix-anchored like
+#: re.match.
 CERT_KIND_PATTERNS = {
     "golden": re.compile(r"Cert_Collisions(.*)_(\d{6})_(\d{6})_Golden\.json"),
     "muon": re.compile(r"Cert_Collisions(.*)_(\d{6})_(\d{6})_Muon\.json"),
@@ -40,7 +41,7 @@ CERT_KIND_PATTERNS = {
 
 WORLD_KINDS = tuple(CERT_KIND_PATTERNS)
 
-#: Every workspace DIALS production is configured with (dials_api.md §1, §4).
+#: Every workspace DIALS production is configured with (docs/reference/dials.md §1, §4).
 WORKSPACE_NAMES = ("csc", "ecal", "egamma", "hcal", "jetmet", "muon_staging", "tracker")
 DEFAULT_WORKSPACE = "tracker"
 

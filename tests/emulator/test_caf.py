@@ -1,4 +1,5 @@
-"""The CAF twin scraped the way DIALS and libdc3 scrape the real area (das_caf_api.md B1)."""
+"""The CAF twin scraped the way DIALS and libdc3 scrape the real area (docs/reference/dbs_caf.md
+B1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The DBS twin over plain HTTP, asked the way dasgoclient and DIALS ask (das_caf_api.md A, A2)."""
+"""The DBS twin over plain HTTP, asked the way dasgoclient and DIALS ask (docs/reference/dbs_caf.md
+A, A2)."""
 
 from __future__ import annotations
 
@@ -191,7 +192,7 @@ def test_ndjson_on_request(dbs: Dbs):
 
 
 def _dbs_error(r: requests.Response) -> dict[str, Any]:
-    """dbs2go's error body: a list with one ServerError (das_caf_api.md A.3)."""
+    """dbs2go's error body: a list with one ServerError (docs/reference/dbs_caf.md A.3)."""
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("application/json")
     (error,) = r.json()

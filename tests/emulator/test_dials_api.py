@@ -1,4 +1,4 @@
-"""The DIALS twin over plain HTTP: the rules of dials_api.md §1 that clients depend on.
+"""The DIALS twin over plain HTTP: the rules of docs/reference/dials.md §1 that clients depend on.
 
 Pagination tokens, absolute `next` links, page-size clamping, composite ordering, filters,
 projection, workspaces, auth errors, Django's 301/404 behaviour, and the world clock.
@@ -23,7 +23,7 @@ from dialsflow_emulator.world.basics import iso, utc
 
 ZERO_BIAS = 15102369
 EXPRESS = 15102368
-#: dials_api.md §1: last row (dataset 15102369, run 381384, LS 10, me 15682).
+#: docs/reference/dials.md §1: last row (dataset 15102369, run 381384, LS 10, me 15682).
 REFERENCE_TOKEN = ("cD0lNUIlMjIxNTEwMjM2OSUyMiUyQyslMjIzODEzODQlMjIlMkMrJTIyMTAlMjIlMkMrJTIy"
                    "MTU2ODIlMjIlNUQ=")
 REFERENCE_PLAIN = "p=%5B%2215102369%22%2C+%22381384%22%2C+%2210%22%2C+%2215682%22%5D"
