@@ -1,7 +1,8 @@
 """Every GET path and parameter of the DIALS OpenAPI file is served, and junk never breaks it.
 
 `dials_get_contract.json` records the paths and parameters of
-dials_openapi.json, so these tests run on a clone without the reference.
+the DIALS OpenAPI file (dials_openapi.json of the shared contract notes), so these tests
+run on a clone without it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .test_dials_api import EXPRESS, ZERO_BIAS, DialsHttp
 
 CONTRACT_FILE = Path(__file__).with_name("dials_get_contract.json")
 CONTRACT = json.loads(CONTRACT_FILE.read_text())
-SHARED_OPENAPI = Path("/work/dials_openapi.json")
+SHARED_OPENAPI = Path("/work/shared/reference/dials_openapi.json")
 PATHS = {entry["path"]: entry["parameters"] for entry in CONTRACT["paths"]}
 CALLS = [(path, None) for path in PATHS] + [
     (path, p["name"]) for path, params in PATHS.items() for p in params if p["in"] == "query"]
