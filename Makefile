@@ -12,7 +12,8 @@ setup: $(STAMP)
 
 # Recreated only when a dependency file changes: a no-op run takes well under a second.
 # dialsflow itself (editable, with its airflow and emulator extras) plus the pins: production's
-# (requirements.txt) and development's (requirements-dev.txt: emulator, pandas, test tools).
+# (requirements.txt) and development's (requirements-dev.txt: emulator, test tools). No pandas:
+# where it is installed, cmsdials imports it in every process.
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
@@ -43,24 +44,34 @@ demo: setup
 airflow: setup
 	$(BIN)/python -m localdev.standalone
 
+# The seed-style baseline of the ingestion benchmark needs pandas: its own small venv (dialsflow's
+# runtime + pandas), so the dialsflow cases run as in production, without pandas.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: $(STAMP) requirements-bench.txt
+	@test -x $(BENCH_VENV)/bin/python || $(BIN)/uv venv -q --python $(BIN)/python $(BENCH_VENV)
+	$(BIN)/uv pip install -q --python $(BENCH_VENV)/bin/python -r requirements-bench.txt \
+		-c constraints.txt .
+	@touch $@
+
 # Both benchmarks, one after the other (each starts its own emulator); several minutes.
-bench: setup
+bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/emulator_throughput.py
 	$(BIN)/python bench/ingest_benchmark.py
 
 # Smoke run of the ingestion benchmark (1 and 3 runs per ME, about a minute).
 .PHONY: bench-quick
-bench-quick: setup
+bench-quick: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/ingest_benchmark.py --quick
 
 # Refresh the full lock after changing requirements*.txt or the ranges in pyproject.toml
 # (resolved together, so a pin outside its declared range fails here).
 lock:
-	$(BIN)/uv pip compile -q requirements.txt requirements-dev.txt pyproject.toml --all-extras \
+	$(BIN)/uv pip compile -q requirements.txt requirements-dev.txt requirements-bench.txt \
+		pyproject.toml --all-extras \
 		-o constraints.txt --no-header --python-version 3.11
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info .airflow/demo out/demo
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache *.egg-info .airflow/demo out/demo
 
 # The docker-compose topology natively (PostgreSQL, Redis, Celery worker, api-server on :8080),
 # in .airflow/deploy/; see docs/deployment.md. Flags via DEPLOY_ARGS / STOP_ARGS, e.g.

@@ -175,12 +175,23 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _python(method: str) -> str:
+    """The baseline (seed-style, pandas) runs in .venv-bench; dialsflow and the raw floor in
+    this venv, without pandas, as in production."""
+    if method != "baseline":
+        return sys.executable
+    python = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"{python} is missing: run `make bench` (it creates the bench venv)")
+    return str(python)
+
+
 def run_case(method: str, spec: dict[str, Any], log: Path, emu_pid: int | None = None) -> Result:
     """Run one case in a child process; wall, CPU and peak RSS are the child's own."""
     emu0 = _proc_cpu(emu_pid) if emu_pid else 0.0
     with open(log, "ab") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, __file__, "--child", method],
+        proc = subprocess.Popen([_python(method), __file__, "--child", method],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdin and proc.stdout
         proc.stdin.write(json.dumps(spec).encode())

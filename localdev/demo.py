@@ -60,16 +60,17 @@ def _runs(runs: list[int]) -> str:
 
 
 READ_IT = """\
-Read it (one dataset × ME folder is one pandas DataFrame):
+Read it (one dataset × ME folder is one table):
   .venv/bin/python - <<'PY'
-import numpy as np, pandas as pd
+import numpy as np, pyarrow.parquet as pq
 from dialsflow.store.layout import UnitKey, unit_dir
 me = ("PixelPhase1/Phase1_MechanicalView/PXBarrel/"
       "digi_occupancy_per_SignedModuleCoord_per_SignedLadderCoord_PXLayer_1")
 key = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", me)
-df = pd.read_parquet(unit_dir("{root}/demo_tracker", key))
-maps = np.stack([np.stack(d) for d in df["data"]])  # (lumisections, y_bin, x_bin)
-print(len(df), "lumisections of", df.run_number.nunique(), "runs;", maps.shape)
+t = pq.read_table(unit_dir("{root}/demo_tracker", key), columns=["run_number", "data"])
+maps = np.asarray(t.column("data").to_pylist(), dtype=float)  # (lumisections, y_bin, x_bin)
+print(len(t), "lumisections of", len(set(t.column("run_number").to_pylist())), "runs;",
+      maps.shape)
 PY
 """
 

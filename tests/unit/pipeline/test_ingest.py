@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from cmsdials import Dials
@@ -76,20 +75,23 @@ def test_output_equals_cmsdials_list_all_row_for_row(emulator, truth, inputs, tm
     dials = Dials(creds, workspace="tracker", base_url=emulator.url + "/")
     for me, client, filters in ((CHARGE, dials.h1d, LumisectionHistogram1DFilters),
                                 (BPIX, dials.h2d, LumisectionHistogram2DFilters)):
-        ours = pd.read_parquet(unit_dir(out, _key(me)))
-        ours = ours.sort_values(["run_number", "ls_number"]).reset_index(drop=True)
-        theirs = pd.concat([client.list_all(filters(dataset=ZB, me=me, run_number=run,
-                                                    page_size=500)).to_pandas()
-                            for run in runs]).reset_index(drop=True)
-        assert list(ours.columns) == list(theirs.columns)
-        assert len(ours) == len(theirs) > 0
-        for column in theirs.columns:
+        # cmsdials' rows exactly as its to_pandas() builds its DataFrame (`res.__dict__`)
+        rows = [dict(r.__dict__) for run in runs
+                for r in client.list_all(filters(dataset=ZB, me=me, run_number=run,
+                                                 page_size=500)).results]
+        theirs = {column: [r[column] for r in rows] for column in rows[0]}
+        table = pq.read_table(unit_dir(out, _key(me))).sort_by(
+            [("run_number", "ascending"), ("ls_number", "ascending")])
+        ours = table.to_pydict()
+        assert list(ours) == list(theirs)
+        assert table.num_rows == len(rows) > 0
+        for column in theirs:
             if column == "data":
                 for a, b in zip(ours[column], theirs[column], strict=True):
-                    assert np.array_equal(np.stack(a) if me == BPIX else a, np.asarray(b))
+                    assert np.array_equal(np.asarray(a), np.asarray(b))
             else:
-                assert ours[column].tolist() == theirs[column].tolist(), column
-    stacked = np.stack([np.stack(d) for d in pd.read_parquet(unit_dir(out, _key(BPIX)))["data"]])
+                assert ours[column] == theirs[column], column
+    stacked = np.asarray(pq.read_table(unit_dir(out, _key(BPIX))).column("data").to_pylist())
     assert stacked.shape[1:] == (26, 72)
 
 
