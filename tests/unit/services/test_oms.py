@@ -1,4 +1,4 @@
-"""OMS runs of a window, directly with omsapi and through DIALS' oms-proxy, and the filters."""
+"""OMS runs of a window, directly with omsapi and through DIALS' oms-proxy."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from datetime import timedelta
 import pytest
 
 from dialsflow.config.connections import OmsSettings
-from dialsflow.config.jobs import OmsFilters
 from dialsflow.errors import ServiceError
-from dialsflow.pipeline.run_filters import split_by_filters
 from dialsflow.services import oms as oms_module
 from dialsflow.services.oms import DirectOms
 from dialsflow_emulator.process import EmulatorProcess
@@ -60,24 +58,6 @@ def test_pages_are_followed(emulator, truth, via, monkeypatch):
     assert len(got) > 3 * 4  # several pages
     numbered = client.runs_numbered(got[2], got[13])
     assert [r.run_number for r in numbered] == got[2:14]
-
-
-def test_filters_say_why(emulator, truth):
-    runs = oms(emulator, "direct").runs_ended_between(utc(truth["runs"][0]["start_time"]),
-                                                       utc(truth["now"]))
-    kept, rejected = split_by_filters(runs, OmsFilters(stable_beam=True))
-    unstable = {r["run_number"] for r in truth["runs"] if not r["stable_beam"]}
-    assert {r.run_number for r, _ in rejected} == unstable
-    assert {why for _, why in rejected} == {"no stable beams (OMS stable_beam false)"}
-    lumis = sorted(r.recorded_lumi for r in kept)
-    cut = lumis[len(lumis) // 2]
-    kept2, rejected2 = split_by_filters(kept, OmsFilters(min_recorded_lumi=cut))
-    assert all(r.recorded_lumi >= cut for r in kept2) and len(kept2) == len(lumis) - len(
-        lumis) // 2
-    assert all("below" in why for _, why in rejected2)
-    kept3, rejected3 = split_by_filters(kept, OmsFilters(components=("PIXEL", "CASTOR")))
-    assert not kept3 and {why for _, why in rejected3} == {"components not in the run: CASTOR"}
-    assert split_by_filters(kept, OmsFilters(components=("PIXEL", "TRACKER")))[0] == kept
 
 
 @pytest.mark.parametrize("via", VIAS)
