@@ -134,10 +134,8 @@ def _check_lumis(args: argparse.Namespace) -> int:
         dials: dict[str, DialsClient] | None = None
         if args.with_dials:
             settings = DialsSettings.from_connection(from_env("dials_default"))
-            dials = {}
-            for ws in sorted({k.workspace for k in units}):
-                dials[ws] = DialsClient(settings.for_workspace(ws))
-                stack.callback(dials[ws].close)
+            dials = {ws: stack.enter_context(DialsClient(settings.for_workspace(ws)))
+                     for ws in sorted({k.workspace for k in units})}
         report = check_units(args.outputdir, dict.fromkeys(units, runs), dbs, dials)
     if not report.checks:
         raise InputError(f"nothing to check: no run{' of --runs ' + args.runs if runs else ''}"

@@ -99,9 +99,8 @@ def discover(config_json: dict[str, Any]) -> dict[str, Any]:
     night = NightPlan()
     for job in select_jobs(list(config.jobs)):
         with contextlib.ExitStack() as stack:
-            dials = stack.enter_context(contextlib.closing(_dials_client(job.workspace)))
-            oms = oms_client(oms_settings, dials)
-            stack.callback(oms.close)
+            dials = stack.enter_context(_dials_client(job.workspace))
+            oms = stack.enter_context(oms_client(oms_settings, dials))
             caf = stack.enter_context(CafClient(job.caf_settings(caf_base)))
             plan = find_due(job, start, end, dials=dials, oms=oms, caf=caf,
                             manifest=Manifest(job.output), runs=config.selection,
@@ -146,8 +145,7 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
         todo = runs_to_do(Manifest(outdir), unit, force=config.force, since=config.started)
         log.info("dialsflow: %s: %d runs due, %d to fetch now", unit.key, len(unit.runs),
                  len(todo))
-        client = _dials_client(unit.key.workspace, pool_size=RUN_CONCURRENCY)
-        with contextlib.closing(client):
+        with _dials_client(unit.key.workspace, pool_size=RUN_CONCURRENCY) as client:
             report = ingest_units(client, [replace(unit, runs=tuple(todo))], outdir,
                                   test=config.test, concurrency=RUN_CONCURRENCY)
     for failed in report.failed:
@@ -183,7 +181,7 @@ def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] |
         dbs = stack.enter_context(DbsClient(
             DbsSettings.from_connection(from_airflow("dbs_default"))))
         busy = {c.task.job for c in night.checks}
-        dials = {ws: stack.enter_context(contextlib.closing(_dials_client(ws)))
+        dials = {ws: stack.enter_context(_dials_client(ws))
                  for ws in sorted({j.workspace for j in jobs if j.name in busy})}
         verdicts = {job.name: _judge_job(job, config, night, ingested, dbs, dials)
                     for job in jobs}

@@ -12,7 +12,6 @@ pool (DIALS is shared by all of CMS: bound it further with Airflow pools).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -232,7 +231,7 @@ def fetch(settings: DialsSettings, datasets: list[str], mes: list[str], outdir: 
           on_result: Callable[[RunResult], None] | None = None) -> FetchReport:
     """The one-off pull behind `dialsflow fetch`: patterns → units → parquet."""
     ensure_writable(outdir)
-    with contextlib.closing(DialsClient(settings, pool_size=max(4, concurrency))) as client:
+    with DialsClient(settings, pool_size=max(4, concurrency)) as client:
         units = resolve_units(client, datasets, mes, me_type, runs,
                               settings.workspace or DEFAULT_WORKSPACE)
         log.info("plan: %d dataset × ME units, %d runs to fetch", len(units),
