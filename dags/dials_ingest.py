@@ -36,7 +36,7 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
                                        timezone="UTC"),
     start_date=pendulum.parse(os.environ.get("DIALSFLOW_START_DATE", "2024-01-01"), tz="UTC"),
     catchup=False,
-    max_active_runs=1,  # days share runs through the lookback: one at a time, each once
+    max_active_runs=1,  # each night plans from the manifest the previous one left
     default_args={"retries": 0},
     tags=["dials", "dqm", "ingest"],
     doc_md=__doc__,
@@ -45,8 +45,8 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
                       description="Job names from the jobs file; empty = every job."),
         "runs": Param(None, type=["null", "string"], title="Runs",
                       pattern=r"^\s*(\d+\s*-\s*\d+|\d+(\s*,\s*\d+)*)\s*$",
-                      description="FIRST-LAST or a comma list: ingest exactly these runs "
-                                  "(bypasses the time window; still certified ones only)."),
+                      description="FIRST-LAST or a comma list: only these runs (still "
+                                  "certified, wanted by OMS and ready in DIALS ones only)."),
         "force": Param(False, type="boolean", title="Force re-ingest",
                        description="Re-ingest runs even when the manifest says complete."),
         "test": Param(False, type="boolean", title="Test mode",

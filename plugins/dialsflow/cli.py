@@ -1,4 +1,4 @@
-"""`dialsflow` command line: fetch, check-lumis, connections.
+"""`dialsflow` command line: fetch, check-lumis, plan, connections.
 
 Exit codes: 0 success; 1 some runs failed (fetch) or lumisections are missing (check-lumis);
 2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -17,14 +18,18 @@ import orjson
 from dialsflow import __version__
 from dialsflow.config.connections import (
     CONN_IDS,
+    CafSettings,
     ConnectionConfigError,
     DbsSettings,
     DialsSettings,
+    OmsSettings,
+    ServiceConnection,
     from_env,
 )
 from dialsflow.config.inputs import load_patterns
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import DialsflowError, InputError
+from dialsflow.times import utc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,9 +69,79 @@ def _parser() -> argparse.ArgumentParser:
                    help="also ask DIALS, to tell our gaps from DIALS' gaps")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    pl = sub.add_parser("plan", help="every run of each job with its status (complete, due, "
+                                     "waiting, excluded) and why, as the nightly DAG sees it")
+    pl.add_argument("--jobs-file", default=None, type=Path,
+                    help="the jobs file (default: $DIALSFLOW_JOBS_FILE, as the DAG reads it)")
+    pl.add_argument("-j", "--job", action="append", default=[], dest="jobs", metavar="JOB",
+                    help="a job name (repeat for several; default: every job)")
+    pl.add_argument("--at", default=None, type=_instant,
+                    help="judge waiting and stuck at this ISO time (default: now)")
+    pl.add_argument("--runs", default=None, help="FIRST-LAST or a comma list: only these runs")
+    pl.add_argument("--json", action="store_true", help="print the plans as JSON")
+
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
     return p
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return utc(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+
+
+def _required(conn_id: str) -> ServiceConnection:
+    conn = from_env(conn_id)
+    if conn is None:
+        raise InputError(f"connection {conn_id} is not set: set AIRFLOW_CONN_"
+                         f"{conn_id.upper()} (dialsflow-emulator env prints the emulator's)")
+    return conn
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from dialsflow.config.jobs import select_jobs
+    from dialsflow.pipeline.discovery import plan_job
+    from dialsflow.services.caf import CafClient
+    from dialsflow.services.dbs import DbsClient
+    from dialsflow.services.dials import DialsClient
+    from dialsflow.services.oms import oms_client
+    from dialsflow.store.manifest import Manifest
+
+    _quiet_stdout(args.json)
+    jobs = select_jobs(args.jobs, args.jobs_file)
+    runs = RunSelection.parse(args.runs)
+    at = args.at or datetime.now(UTC)
+    dials_settings = DialsSettings.from_connection(from_env("dials_default"))
+    oms_settings = OmsSettings.from_connection(_required("oms_default"))
+    caf_base = CafSettings.from_connection(_required("caf_default"))
+    plans = []
+    with DbsClient(DbsSettings.from_connection(_required("dbs_default"))) as dbs:
+        for job in jobs:
+            with contextlib.ExitStack() as stack:
+                dials = stack.enter_context(DialsClient(dials_settings.for_workspace(
+                    job.workspace)))
+                oms = stack.enter_context(oms_client(oms_settings, dials))
+                caf = stack.enter_context(CafClient(job.caf_settings(caf_base),
+                                                    energy=job.certification.energy))
+                plans.append(plan_job(job, at=at, dials=dials, oms=oms, caf=caf, dbs=dbs,
+                                      manifest=Manifest(job.output), runs=runs))
+    if args.json:
+        print(orjson.dumps({"jobs": [p.public() for p in plans]}).decode())
+    else:
+        print("\n\n".join(p.render() for p in plans))
+    return 0
+
+
+def _quiet_stdout(quiet: bool) -> None:
+    """With --json, stdout carries the document only: logs go to stderr, warnings only."""
+    if quiet:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(sys.stderr)
+        logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are expected, not news
 
 
 def _connections() -> int:
@@ -112,12 +187,7 @@ def _check_lumis(args: argparse.Namespace) -> int:
     from dialsflow.services.dials import DialsClient
     from dialsflow.store.layout import units_on_disk
 
-    if args.json:  # stdout carries the report only
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(sys.stderr)
-        logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are expected, not news
+    _quiet_stdout(args.json)
     datasets = load_patterns(args.datasets, "datasets")
     mes = load_patterns(args.menames, "MEs") if args.menames else None
     runs = RunSelection.parse(args.runs)
@@ -159,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fetch(args)
         if args.command == "check-lumis":
             return _check_lumis(args)
+        if args.command == "plan":
+            return _plan(args)
     except DialsflowError as exc:
         print(f"dialsflow: error: {exc}", file=sys.stderr)
         return 2

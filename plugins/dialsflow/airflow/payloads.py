@@ -4,7 +4,7 @@ XCom holds only small, secret-free JSON; each payload here converts to and from 
 that JSON, so tasks work with typed objects and the JSON keys are written in one place.
 
     load_config → RunConfig
-    discover    → [UnitTask] (mapped over) + NightPlan (XCom key "plan")
+    discover    → NightPlan: [UnitTask] (mapped over) and per job discovery's notes
     ingest      → IngestResult (one per mapped task)
 """
 
@@ -55,11 +55,14 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class UnitTask:
-    """One mapped ingest task: a unit with its due runs, its job and the job's output root."""
+    """One mapped ingest task: a unit with its due runs, its job and the job's output root,
+    the CAF file that certified each run and the runs DIALS is stuck on (manifest notes)."""
 
     job: str
     output: Path
     unit: Unit
+    certified_by: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    stuck: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -67,54 +70,40 @@ class UnitTask:
         key = self.unit.key
         return f"{self.job}: {key.dataset} × {key.me.rsplit('/', 1)[-1]}"
 
+    def certification_of(self) -> dict[int, str]:
+        """Run → the CAF file that certified it."""
+        return {run: name for name, runs in self.certified_by.items() for run in runs}
+
     def to_json(self) -> dict[str, Any]:
-        return {**self.unit.to_json(), "job": self.job, "output": str(self.output)}
+        return {**self.unit.to_json(), "job": self.job, "output": str(self.output),
+                "certified_by": {k: list(v) for k, v in self.certified_by.items()},
+                "stuck": list(self.stuck)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UnitTask:
-        return cls(data["job"], Path(data["output"]), Unit.from_json(data))
-
-
-@dataclass(frozen=True)
-class UnitCheck:
-    """What the completeness task checks for a unit: tonight's due runs and the runs of the
-    window that were already complete."""
-
-    task: UnitTask
-    complete: tuple[int, ...]
-
-    @property
-    def runs(self) -> tuple[int, ...]:
-        return tuple(sorted({*self.task.unit.runs, *self.complete}))
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.task.to_json(), "complete": list(self.complete)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> UnitCheck:
-        return cls(UnitTask.from_json(data), tuple(int(r) for r in data["complete"]))
+        return cls(data["job"], Path(data["output"]), Unit.from_json(data),
+                   {k: tuple(int(r) for r in v) for k, v in
+                    (data.get("certified_by") or {}).items()},
+                   tuple(int(r) for r in data.get("stuck") or ()))
 
 
 @dataclass(frozen=True)
 class NightPlan:
-    """discover's whole result: the mapped tasks, every unit to check, and per job the
-    discovery notes (certification used, pending and skipped runs with reasons)."""
+    """discover's whole result: the mapped tasks and, per job, discovery's notes (the
+    certification in force, counts, every run not complete with its reason, stuck files)."""
 
     units: list[UnitTask] = field(default_factory=list)
-    checks: list[UnitCheck] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)  # JobPlan.to_dict() minus units
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def job_notes(self, job: str) -> dict[str, Any]:
         return next((p for p in self.jobs if p["job"] == job), {})
 
     def to_json(self) -> dict[str, Any]:
-        return {"units": [u.to_json() for u in self.units],
-                "checks": [c.to_json() for c in self.checks], "plans": self.jobs}
+        return {"units": [u.to_json() for u in self.units], "plans": self.jobs}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NightPlan:
-        return cls([UnitTask.from_json(u) for u in data["units"]],
-                   [UnitCheck.from_json(c) for c in data["checks"]], list(data["plans"]))
+        return cls([UnitTask.from_json(u) for u in data["units"]], list(data["plans"]))
 
 
 @dataclass(frozen=True)

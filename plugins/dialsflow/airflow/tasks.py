@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dialsflow.airflow.connections import from_airflow
-from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitCheck, UnitTask
+from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitTask
 from dialsflow.config.connections import (
     CONN_IDS,
     CafSettings,
@@ -26,9 +26,10 @@ from dialsflow.config.jobs import Job, select_jobs
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import CompletenessFailed, InputError, UnitFailed
 from dialsflow.pipeline.completeness import check_units
-from dialsflow.pipeline.discovery import find_due
+from dialsflow.pipeline.discovery import JobPlan, plan_job
 from dialsflow.pipeline.ingest import ingest_units, runs_to_do
 from dialsflow.pipeline.preflight import preflight
+from dialsflow.pipeline.units import Unit
 from dialsflow.pipeline.verdict import Verdict, judge, report_document
 from dialsflow.services.caf import CafClient
 from dialsflow.services.dbs import DbsClient
@@ -91,29 +92,44 @@ def load_config(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def discover(config_json: dict[str, Any]) -> dict[str, Any]:
-    """Per job, what is due: NightPlan JSON (mapped units, every unit to check, job notes)."""
+    """Per job, every run with its status and tonight's units: NightPlan JSON.
+
+    Statuses are judged at the end of the run's data interval (the night; for the nightly
+    run that is now). The log shows each job's plan as `dialsflow plan` prints it.
+    """
     config = RunConfig.from_json(config_json)
-    start, end = config.interval
+    _, at = config.interval
     oms_settings = OmsSettings.from_connection(from_airflow("oms_default"))
     caf_base = CafSettings.from_connection(from_airflow("caf_default"))
     night = NightPlan()
-    for job in select_jobs(list(config.jobs)):
-        with contextlib.ExitStack() as stack:
-            dials = stack.enter_context(_dials_client(job.workspace))
-            oms = stack.enter_context(oms_client(oms_settings, dials))
-            caf = stack.enter_context(CafClient(job.caf_settings(caf_base)))
-            plan = find_due(job, start, end, dials=dials, oms=oms, caf=caf,
-                            manifest=Manifest(job.output), runs=config.selection,
-                            force=config.force)
-        log.info("dialsflow: %s", plan.summary())
-        for unit, due in zip(plan.units, plan.due_units(), strict=True):
-            check = UnitCheck(UnitTask(job.name, job.output, due), tuple(unit["complete"]))
-            night.checks.append(check)
-            if due.runs:
-                night.units.append(check.task)
-        night.jobs.append({k: v for k, v in plan.to_dict().items() if k != "units"})
+    with DbsClient(DbsSettings.from_connection(from_airflow("dbs_default"))) as dbs:
+        for job in select_jobs(list(config.jobs)):
+            with contextlib.ExitStack() as stack:
+                dials = stack.enter_context(_dials_client(job.workspace))
+                oms = stack.enter_context(oms_client(oms_settings, dials))
+                caf = stack.enter_context(CafClient(job.caf_settings(caf_base),
+                                                    energy=job.certification.energy))
+                plan = plan_job(job, at=at, dials=dials, oms=oms, caf=caf, dbs=dbs,
+                                manifest=Manifest(job.output), runs=config.selection,
+                                force=config.force)
+            log.info("dialsflow: plan of %s\n%s", job.name, plan.render())
+            for unit in plan.units:
+                night.units.append(UnitTask(
+                    job.name, job.output, Unit.from_json(unit),
+                    {k: tuple(v) for k, v in unit["certified_by"].items()},
+                    tuple(unit["stuck"])))
+            night.jobs.append(_notes(plan))
     _check_map_length(len(night.units))
     return night.to_json()
+
+
+def _notes(plan: JobPlan) -> dict[str, Any]:
+    """What the report keeps of a plan: all but the units, and of the runs only those not
+    complete or with something to say (a year of complete runs would swell XCom)."""
+    notes = {k: v for k, v in plan.to_dict().items() if k not in ("units", "runs")}
+    notes["counts"] = plan.counts()
+    notes["runs"] = [r for r in plan.runs if r["status"] != "complete" or r["reason"]]
+    return notes
 
 
 def _check_map_length(n: int) -> None:
@@ -147,7 +163,9 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
                  len(todo))
         with _dials_client(unit.key.workspace, pool_size=RUN_CONCURRENCY) as client:
             report = ingest_units(client, [replace(unit, runs=tuple(todo))], outdir,
-                                  test=config.test, concurrency=RUN_CONCURRENCY)
+                                  test=config.test, concurrency=RUN_CONCURRENCY,
+                                  certified_by=task.certification_of(),
+                                  stuck=frozenset(task.stuck))
     for failed in report.failed:
         log.error("dialsflow: failed: %s", failed.error)
     if report.failed:
@@ -165,7 +183,7 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
 
 def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] | None,
                  results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Compare DBS, DIALS and parquet lumisections of every unit × run of the window, per
+    """Compare DBS, DIALS and parquet lumisections of every unit × run due tonight, per
     job; write `<output>/_reports/<run id>.json`, log a table, and fail the DAG run on our
     failures (parquet lacking what DIALS has, failed units) or upstream gaps beyond the
     job's tolerance."""
@@ -180,7 +198,7 @@ def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] |
         # all jobs.
         dbs = stack.enter_context(DbsClient(
             DbsSettings.from_connection(from_airflow("dbs_default"))))
-        busy = {c.task.job for c in night.checks}
+        busy = {task.job for task in night.units}
         dials = {ws: stack.enter_context(_dials_client(ws))
                  for ws in sorted({j.workspace for j in jobs if j.name in busy})}
         verdicts = {job.name: _judge_job(job, config, night, ingested, dbs, dials)
@@ -199,12 +217,11 @@ def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[Inge
                dbs: DbsClient, dials: dict[str, DialsClient]) -> tuple[Verdict, str]:
     """One job's verdict and the path of its report; `dials` holds a client for the job's
     workspace when the job has units to check."""
-    mine = [c for c in night.checks if c.task.job == job.name]
+    mine = [task.unit for task in night.units if task.job == job.name]
     ingested = [r for r in results if r.job == job.name]
     fetched = {(r.dataset, r.me) for r in ingested}
-    failed = [c.task.unit for c in mine
-              if c.task.unit.runs and (c.task.unit.key.dataset, c.task.unit.key.me) not in fetched]
-    scope = {c.task.unit.key: RunSelection.of(c.runs) for c in mine if c.runs}
+    failed = [u for u in mine if (u.key.dataset, u.key.me) not in fetched]
+    scope = {u.key: RunSelection.of(u.runs) for u in mine}
     report = None
     if scope:
         report = check_units(job.output, scope, dbs, dials)

@@ -13,10 +13,12 @@ files set the variable)::
        "mes_file": "mes_digioccupancy.json",             # the jobs file's folder
        "me_type": "auto",                           # optional: auto (default) | h1d | h2d
        "output": "tracker",                         # relative → $DIALSFLOW_OUTPUT_ROOT/tracker
-       "certification": {"class": "Collisions24", "kind": "golden"},  # optional, each key
+       "certification": {"class": "Collisions24", "kind": "golden",   # optional, each key
+                         "energy": "13p6TeV"},      # dcs only: which daily series
        "oms": {"stable_beam": true, "min_recorded_lumi": 0.1,         # optional, each key
                "components": ["PIXEL", "TRACKER"]},
-       "lookback_days": 10,                         # int >= 0
+       "stuck_after_hours": 48,                     # optional: DIALS file stuck → ingest
+       "max_runs_per_night": 400,                   # optional: runs per unit per night
        "completeness_tolerance": 0.1}               # float in [0, 1]
     ]}
 
@@ -33,6 +35,12 @@ URLs are refused clearly).
 Certification: `class`/`kind` given here override the `caf_default` connection's extra;
 left out, the connection's apply (see `Job.caf_settings`). OMS filters default to "no
 filter" (stable_beam false = not required, min_recorded_lumi 0, no components).
+
+There is no time window: a job's runs are the runs its certification holds, whenever they
+ended (pipeline/discovery.py). `stuck_after_hours` says when a DIALS file still PENDING or
+STARTED stops being waited for (the run is ingested with the gap, reported as stuck
+upstream); `max_runs_per_night` bounds one night's work per dataset × ME, oldest runs first
+(the rest stay due for the next nights; docs/operations.md sizes it).
 
 Every error is an `InputError` of one line naming the file, the job (by name, or #N when the
 job has no usable name) and the field (dotted, e.g. `oms.min_recorded_lumi`).
@@ -66,6 +74,13 @@ from dialsflow.errors import InputError
 JOBS_FILE_ENV = "DIALSFLOW_JOBS_FILE"
 OUTPUT_ROOT_ENV = "DIALSFLOW_OUTPUT_ROOT"
 ME_TYPES = ("auto", "h1d", "h2d")
+#: The pp energy of Run 3 as the CAF daily DCS-only file names write it.
+DEFAULT_ENERGY = "13p6TeV"
+#: DIALS' indexer runs hourly and a file ingests in minutes to hours: two days in PENDING or
+#: STARTED is a stuck file (docs/reference/dials.md §2.2).
+STUCK_AFTER_HOURS = 48.0
+#: Runs per dataset × ME per night; docs/operations.md ("Nightly budget") derives it.
+MAX_RUNS_PER_NIGHT = 400
 
 # JSON-strict, closed, and constructible in Python by field name ("cert_class") as well as by
 # the file's key ("class"); the file itself is validated by its keys only (see `load_jobs`).
@@ -95,6 +110,8 @@ class CertificationChoice:
     cert_class: Annotated[str | None, Field(alias="class",
                                             pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None
     kind: Literal[CERT_KINDS] | None = None  # golden | muon | dcs
+    # dcs: the daily series of this centre-of-mass energy (the folder mixes several)
+    energy: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,20}$")] = DEFAULT_ENERGY
 
 
 @pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
@@ -124,7 +141,8 @@ class JobSpec(BaseModel):
     output: Annotated[_NonBlank, AfterValidator(_local_path)]
     certification: CertificationChoice = CertificationChoice()
     oms: OmsFilters = OmsFilters()
-    lookback_days: Annotated[int, Field(ge=0)]
+    stuck_after_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] = STUCK_AFTER_HOURS
+    max_runs_per_night: Annotated[int, Field(ge=1)] = MAX_RUNS_PER_NIGHT
     completeness_tolerance: Annotated[float, Field(ge=0, le=1)]
 
 
@@ -160,9 +178,10 @@ class Job:
     output: Path
     certification: CertificationChoice
     oms: OmsFilters
-    lookback_days: int
     completeness_tolerance: float
     description: str = ""
+    stuck_after_hours: float = STUCK_AFTER_HOURS
+    max_runs_per_night: int = MAX_RUNS_PER_NIGHT
 
     @property
     def output_uri(self) -> str:
@@ -264,8 +283,8 @@ def _job(path: Path, spec: JobSpec) -> Job:
         name=spec.name, workspace=spec.workspace, datasets_file=datasets_file,
         mes_file=mes_file, dataset_patterns=datasets, me_patterns=mes, me_type=spec.me_type,
         output=output, certification=spec.certification, oms=spec.oms,
-        lookback_days=spec.lookback_days, completeness_tolerance=spec.completeness_tolerance,
-        description=spec.description,
+        completeness_tolerance=spec.completeness_tolerance, description=spec.description,
+        stuck_after_hours=spec.stuck_after_hours, max_runs_per_night=spec.max_runs_per_night,
     )
 
 
@@ -286,7 +305,9 @@ _MUST = {
     "oms.stable_beam": "must be true or false, not {t}",
     "oms.min_recorded_lumi": "must be a number >= 0 (pb^-1), not {v}",
     "oms.components": 'must be a list of OMS component names such as ["PIXEL", "TRACKER"]',
-    "lookback_days": "must be an integer >= 0, not {v}",
+    "certification.energy": "must be an energy tag such as '13p6TeV', not {v}",
+    "stuck_after_hours": "must be a number of hours > 0, not {v}",
+    "max_runs_per_night": "must be an integer >= 1, not {v}",
     "completeness_tolerance": "must be a number in [0, 1], not {v}",
 }
 _NAMES = {"name": "letters, digits, '_' or '-'", "workspace": "a DIALS workspace name",

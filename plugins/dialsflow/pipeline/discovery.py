@@ -1,25 +1,31 @@
-"""What is due: for one job and one time window, the dataset × ME units and their runs.
+"""What is due for a job: every run its certification holds, whenever it ended.
 
-A run is due for a concrete dataset × ME when, in this order:
-1. OMS says it ended in [window_start − lookback, window_end) and it passes the job's OMS
-   filters (an explicit run selection replaces the window, never the filters);
-2. the job's CAF JSON (latest of its class and kind) certifies it. The JSON is cumulative
-   and has no delta feed, so "newly certified" is found by step 4: certified runs that are
-   not complete yet;
-3. DIALS holds it for the dataset, completely ingested (see `_availability`); otherwise it
-   is *pending*: not a failure, a later night within the lookback picks it up. Only the
-   datasets of the run's acquisition era (OMS `era` = the era in the dataset name) count;
-4. the manifest does not record it as complete for that ME (unless `force`).
+There is no time window. Certification comes weeks to months after a run (Golden JSONs are
+released a few times a year, docs/reference/dbs_caf.md B2), so "newly certified" is "in the
+certification in force and not complete in the manifest yet". Every run that the
+certification, OMS or DIALS knows for the job gets one status per concrete dataset:
 
-Runs failing 1 or 2 are *skipped*, with the reason (ongoing, no stable beams, not in the
-Golden JSON, ...). The plan is plain JSON: each unit is the kwargs of one mapped Airflow
-task and converts to `dialsflow.pipeline.units.Unit` with `Unit.from_json`.
+- `excluded`: OMS says the job does not want it (no stable beams, a component out, too little
+  luminosity), the certification in force leaves it out, or the dataset has no file of it;
+- `waiting`: not certified yet, still ongoing, no file in DBS yet, or DIALS has not indexed
+  or finished every DBS file of the run (docs/reference/dials.md §2.2);
+- `due`: certified, wanted, and DIALS is done with it (or a file of it has been PENDING or
+  STARTED for longer than the job's `stuck_after_hours`: then it is *stuck upstream*, ingested
+  with the gap and reported), and some ME of the job lacks it; runs beyond the job's
+  `max_runs_per_night` wait for the next night (oldest runs first), still `due`;
+- `complete`: every ME of the job has it in the manifest (a run the certification later
+  dropped stays on disk and is reported, never deleted).
+
+DIALS readiness compares DBS with DIALS file by file: every valid DBS file of the run must be
+in DIALS' file index and settled (FINISHED, or failed for good: COPY_ERROR, PARSING_ERROR,
+...; their holes are upstream gaps for the completeness check). The plan is plain JSON; its
+units are the kwargs of the mapped Airflow tasks (`Unit.to_json` plus the certification file
+of each run).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,40 +34,42 @@ from dialsflow.config.connections import DEFAULT_WORKSPACE
 from dialsflow.config.jobs import Job
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
-from dialsflow.pipeline.run_filters import split_by_filters
+from dialsflow.lfns import run_of
+from dialsflow.pipeline.run_filters import rejection
 from dialsflow.pipeline.units import Unit, expand_datasets, expand_mes
-from dialsflow.services.caf import CafClient, CertificationJson
+from dialsflow.services.caf import CafClient, Certification
+from dialsflow.services.dbs import DbsClient, DbsFile
 from dialsflow.services.dials import DialsClient
 from dialsflow.services.oms import OmsRun, OmsRuns
 from dialsflow.store.layout import UnitKey
 from dialsflow.store.manifest import Manifest
 from dialsflow.times import iso, utc
 
-#: DIALS file-index statuses of files still being ingested (docs/reference/dials.md §2.2).
+STATUSES = ("complete", "due", "waiting", "excluded")
+#: DIALS file-index statuses of files still moving (docs/reference/dials.md §2.2).
 IN_FLIGHT = ("PENDING", "STARTED")
-#: CMS LFNs end in .../<run // 10^6 as 3 digits>/<3>/<3>/<5-digit block>/<file>.root
-_LFN_RUN = re.compile(r"/(\d{3})/(\d{3})/(\d{3})/\d{5}/[^/]+$")
-
-
-# ---- the plan --------------------------------------------------------------------------
+#: PromptReco files reach DBS ~48 h after a run; until a week has passed, a run without a file
+#: in the dataset is waited for, then it is taken as not in the dataset.
+RECO_GRACE = timedelta(days=7)
 
 
 @dataclass
 class JobPlan:
-    """The result of `find_due`; `to_dict()` is JSON-serialisable (XCom-safe)."""
+    """The result of `plan_job`; `to_dict()` is JSON (XCom-safe)."""
 
     job: str
     workspace: str
-    window_start: str | None  # ISO UTC, lookback included; None for an explicit selection
-    window_end: str | None
-    selection: str | None  # the explicit runs, as text
+    at: str  # ISO UTC: the clock statuses were judged at
+    selection: str | None  # explicit runs, as text
     force: bool
-    certification: dict[str, str]  # name, url, last_modified
-    #: unit dicts (`Unit.to_json`) plus "complete": runs of the window already complete
+    certification: dict[str, Any]  # {"files": [names], "folder": url}
+    #: Unit.to_json() of every dataset × ME with runs due tonight, plus "certified_by"
+    #: {file name: [runs]} and "stuck": [runs ingested with a stuck DIALS file]
     units: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[dict[str, Any]] = field(default_factory=list)  # {dataset, run, reason}
-    skipped: list[dict[str, Any]] = field(default_factory=list)  # {dataset|None, run, reason}
-    already_complete: int = 0  # (run, ME) pairs the manifest has complete
+    #: one row per run and concrete dataset: {run, dataset, status, reason}
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    stuck: list[dict[str, Any]] = field(default_factory=list)  # {dataset, run, files, since}
+    deferred: int = 0  # run × ME pairs due but over tonight's budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,194 +81,213 @@ class JobPlan:
     def due_units(self) -> list[Unit]:
         return [Unit.from_json(u) for u in self.units]
 
-    @property
-    def due_runs(self) -> dict[str, list[int]]:
-        """Dataset → runs due for at least one ME."""
-        out: dict[str, set[int]] = {}
-        for u in self.units:
-            if u["runs"]:
-                out.setdefault(u["dataset"], set()).update(u["runs"])
-        return {ds: sorted(runs) for ds, runs in out.items()}
+    def counts(self) -> dict[str, int]:
+        found = Counter(r["status"] for r in self.runs)
+        return {s: found.get(s, 0) for s in STATUSES}
 
-    def summary(self) -> str:
-        """A few plain lines for the task log."""
-        scope = (f"runs {self.selection}" if self.selection else
-                 f"runs ended in [{self.window_start}, {self.window_end})")
+    def rows(self, *statuses: str) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] in statuses]
+
+    def public(self) -> dict[str, Any]:
+        """What `dialsflow plan --json` shows of a job."""
+        return {"job": self.job, "certification": {"files": self.certification["files"]},
+                "runs": [{k: r[k] for k in ("run", "dataset", "status", "reason")}
+                         for r in self.runs]}
+
+    def render(self) -> str:
+        """The plan as `dialsflow plan` prints it and the discover task logs it: the
+        certification, counts, runs stuck upstream, then one line per run and dataset."""
+        files = ", ".join(self.certification["files"]) or "none in force"
+        c = self.counts()
         pairs = sum(len(u["runs"]) for u in self.units)
-        fetching = sum(1 for u in self.units if u["runs"])
-        lines = [f"job {self.job} ({self.workspace}): {scope}; certification "
-                 f"{self.certification.get('name')} ({self.certification.get('last_modified')})"
-                 f"{'; force' if self.force else ''}",
-                 f"due: {fetching} unit(s), {pairs} run × ME; already complete: "
-                 f"{self.already_complete}; pending: {len(self.pending)}; skipped: "
-                 f"{len(self.skipped)}"]
-        for ds, runs in self.due_runs.items():
-            lines.append(f"  due {ds}: {_runs_text(runs)}")
-        for p in self.pending:
-            lines.append(f"  pending {p['dataset']} run {p['run']}: {p['reason']}")
-        for s in self.skipped:
-            where = f"{s['dataset']} " if s.get("dataset") else ""
-            lines.append(f"  skipped {where}run {s['run']}: {s['reason']}")
+        lines = [f"job {self.job} ({self.workspace}) at {self.at}"
+                 f"{f', runs {self.selection}' if self.selection else ''}"
+                 f"{', force' if self.force else ''}",
+                 f"  certification: {files}",
+                 f"  runs × datasets: {c['complete']} complete, {c['due']} due, "
+                 f"{c['waiting']} waiting, {c['excluded']} excluded; tonight {pairs} run × ME "
+                 f"in {len(self.units)} unit(s), {self.deferred} run × ME deferred by the budget"]
+        for s in self.stuck:
+            lines.append(f"  STUCK UPSTREAM: {s['dataset']} run {s['run']}: {s['files']} "
+                         f"file(s) not settled in DIALS since {s['since']}")
+        width = max((len(r["dataset"]) for r in self.runs), default=0)
+        for r in self.runs:
+            lines.append(f"  {r['run']}  {r['dataset']:<{width}}  {r['status']:<8}  "
+                         f"{r['reason'] or ''}".rstrip())
         return "\n".join(lines)
 
 
-def _runs_text(runs: list[int]) -> str:
-    return ",".join(map(str, runs)) if len(runs) <= 12 else \
-        f"{len(runs)} runs {runs[0]}..{runs[-1]}"
+# ---- planning --------------------------------------------------------------------------
 
 
-# ---- discovery -------------------------------------------------------------------------
-
-
-def find_due(job: Job, window_start: datetime, window_end: datetime, *, dials: DialsClient,
-             oms: OmsRuns, caf: CafClient | CertificationJson, manifest: Manifest,
+def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
+             caf: CafClient | Certification, dbs: DbsClient, manifest: Manifest,
              runs: RunSelection | None = None, force: bool = False) -> JobPlan:
-    """The due plan of `job` for the data interval [window_start, window_end).
+    """Every run of the job with its status at `at`, and tonight's units.
 
-    `dials` must talk to the job's workspace; `caf` is a client for the job's class/kind
-    (see `Job.caf_settings`) or an already downloaded CertificationJson; `runs` (from
-    `RunSelection.parse`) replaces the time window; `force` ignores the manifest.
-    Nothing is logged here: the caller logs `plan.summary()` once.
+    `dials` must talk to the job's workspace; `caf` is a client for the job's class, kind and
+    energy (or the Certification it gave); `runs` restricts the plan to those runs; `force`
+    makes complete runs due again. Nothing is logged here: callers log `summary()`.
     """
     workspace = dials.settings.workspace or DEFAULT_WORKSPACE
     if workspace != job.workspace:
         raise InputError(f"job {job.name!r} is for workspace {job.workspace!r} but the DIALS "
                          f"client talks to {workspace!r}")
-    cert = caf if isinstance(caf, CertificationJson) else caf.certification()
-    plan = JobPlan(job.name, job.workspace, None, None, None, force,
-                   {"name": cert.name, "url": cert.url, "last_modified": cert.last_modified})
-
-    # 1. OMS: ended runs of the window (or the explicit selection) that pass the filters.
-    if runs is None:
-        start = utc(window_start) - timedelta(days=job.lookback_days)
-        plan.window_start, plan.window_end = iso(start), iso(window_end)
-        ended = oms.runs_ended_between(start, window_end)
-    else:
-        plan.selection = runs.text
-        ended = _oms_records(oms, runs, plan)
-    passing, rejected = split_by_filters(ended, job.oms)
-    for run, reason in rejected:
-        plan.skipped.append({"dataset": None, "run": run.run_number, "reason": reason})
-
-    # 2. Certification.
-    certified: dict[int, str | None] = {}  # run -> OMS era
-    for run in passing:
-        if cert.certified(run.run_number):
-            certified[run.run_number] = run.era
-        else:
-            plan.skipped.append({"dataset": None, "run": run.run_number,
-                                 "reason": _uncertified(cert, run.run_number)})
-    if not certified:
-        return plan
-
-    # 3. DIALS, per concrete dataset; 4. the manifest, per ME.
+    at = utc(at)
+    cert = caf if isinstance(caf, Certification) else caf.current()
+    plan = JobPlan(job.name, job.workspace, iso(at), runs.text if runs else None, force,
+                   {"files": cert.names, "folder": cert.folder_url})
     datasets = expand_datasets(dials, list(job.dataset_patterns))
     mes = expand_mes(dials, list(job.me_patterns), job.me_type)
+    in_dials = {ds: _dials_runs(dials, ds_id, ds) for ds, ds_id in datasets.items()}
+
+    # Every run someone knows: the certification, DIALS (for these datasets), and OMS
+    # between the lowest and highest of those.
+    known = set(cert.runs).union(*in_dials.values())
+    if runs is not None:
+        known = {r for r in known if r in runs} | set(runs.listed or ())
+    if not known:
+        return plan
+    records = {r.run_number: r for r in oms.runs_numbered(min(known), max(known))}
+    known |= {r for r in records if runs is None or r in runs}
+
     for dataset, dataset_id in datasets.items():
-        era = dataset_era(dataset)
-        # A run belongs to the datasets of its acquisition era only: a pattern over several
-        # eras must not report every run as pending in the other eras' datasets.
-        mine = [r for r, run_era in certified.items() if not (era and run_era) or run_era == era]
-        if not mine:
-            continue
-        available, waiting = _availability(dials, dataset_id, dataset, mine)
-        plan.pending += [{"dataset": dataset, "run": r, "reason": why} for r, why in waiting]
-        if not available:
-            continue
-        for me, (me_id, dim) in mes.items():
-            key = UnitKey(job.workspace, dataset, me)
-            due, done = [], []
-            for run in available:
-                (done if not force and manifest.is_complete(key, run) else due).append(run)
-            plan.already_complete += len(done)
-            # Units with only complete runs stay in the plan: the completeness check covers
-            # every run of the window, not just the ones fetched tonight.
-            plan.units.append({**Unit(key, dataset_id, me_id, dim, tuple(due)).to_json(),
-                               "complete": done})
+        keys = {me: UnitKey(job.workspace, dataset, me) for me in mes}
+        on_disk = {me: manifest.complete_runs(key) for me, key in keys.items()}
+        dbs_files = dbs.files_by_run(dataset)
+        dials_files = _dials_files(dials, dataset_id, dataset)
+        due_by_me: dict[str, list[int]] = {me: [] for me in mes}
+        stuck_runs: set[int] = set()
+        for run in sorted(known):
+            status, reason = _run_status(run, records.get(run), cert, at, job)
+            if status is None:
+                record = records[run]  # _run_status wants it: OMS knows it, ended
+                status, reason, stuck = _readiness(dbs_files.get(run, []), dials_files,
+                                                   run in in_dials[dataset],
+                                                   record.end_time or at, at, job)
+                if stuck:
+                    stuck_runs.add(run)
+                    plan.stuck.append({"dataset": dataset, "run": run, **stuck})
+            missing = [me for me in mes if force or run not in on_disk[me]]
+            if status == "due":
+                for me in missing:
+                    due_by_me[me].append(run)
+                if not missing:
+                    status, reason = "complete", None
+            elif not missing and mes:
+                # On disk, though the certification or OMS no longer wants it: kept, said.
+                reason = f"ingested earlier; now {status}: {reason}"
+                status = "complete"
+            plan.runs.append({"run": run, "dataset": dataset, "status": status,
+                              "reason": reason})
+        _add_units(plan, job, dataset, dataset_id, mes, keys, due_by_me, cert, stuck_runs)
     return plan
 
 
-def dataset_era(dataset: str) -> str | None:
-    """'/ZeroBias/Run2024C-PromptReco-v1/DQMIO' → 'Run2024C' (the DBS acquisition era)."""
-    parts = dataset.split("/")
-    if len(parts) != 4 or not parts[2]:
-        return None
-    return parts[2].split("-", 1)[0] or None
+def _add_units(plan: JobPlan, job: Job, dataset: str, dataset_id: int,
+               mes: dict[str, tuple[int, int]], keys: dict[str, UnitKey],
+               due_by_me: dict[str, list[int]], cert: Certification,
+               stuck_runs: set[int]) -> None:
+    """One unit per ME with runs due, oldest first, at most the job's nightly budget."""
+    deferred_runs: set[int] = set()
+    for me, (me_id, dim) in mes.items():
+        due = sorted(due_by_me[me])
+        tonight, later = due[:job.max_runs_per_night], due[job.max_runs_per_night:]
+        plan.deferred += len(later)
+        deferred_runs.update(later)
+        if not tonight:
+            continue
+        certified_by: dict[str, list[int]] = {}
+        for run in tonight:
+            source = cert.source(run)
+            if source is not None:
+                certified_by.setdefault(source.name, []).append(run)
+        plan.units.append({**Unit(keys[me], dataset_id, me_id, dim, tuple(tonight)).to_json(),
+                           "certified_by": certified_by,
+                           "stuck": sorted(stuck_runs.intersection(tonight))})
+    for row in plan.runs:
+        if row["dataset"] == dataset and row["status"] == "due" and row["run"] in deferred_runs:
+            row["reason"] = (f"deferred to a later night: over the job's budget of "
+                             f"{job.max_runs_per_night} runs per dataset × ME")
 
 
-def _oms_records(oms: OmsRuns, runs: RunSelection, plan: JobPlan) -> list[OmsRun]:
-    """The OMS records of explicitly selected runs; unknown and ongoing ones are skipped."""
-    found = [r for r in oms.runs_numbered(*runs.bounds) if r.run_number in runs]
-    for n in sorted((runs.listed or frozenset()) - {r.run_number for r in found}):
-        plan.skipped.append({"dataset": None, "run": n, "reason": "unknown to OMS"})
-    for r in found:
-        if not r.ended:
-            plan.skipped.append({"dataset": None, "run": r.run_number,
-                                 "reason": "still ongoing (OMS end_time null)"})
-    return [r for r in found if r.ended]
+def _run_status(run: int, record: OmsRun | None, cert: Certification, at: datetime,
+                job: Job) -> tuple[str | None, str | None]:
+    """What OMS and the certification say of a run; (None, None) when both want it."""
+    if record is None:
+        return "waiting", "unknown to OMS"
+    if not record.ended:
+        return "waiting", "still ongoing (OMS end_time null)"
+    reason = rejection(record, job.oms)
+    if reason is not None:
+        return "excluded", reason
+    if not cert.certified(run):
+        last = cert.last_run
+        if last is None or run > last:
+            upto = f" (certification goes up to run {last})" if last else ""
+            return "waiting", f"not certified yet{upto}"
+        return "excluded", f"not in the certification in force ({', '.join(cert.names)})"
+    return None, None
 
 
-def _uncertified(cert: CertificationJson, run: int) -> str:
-    last = cert.last_run
-    if last is None:
-        return f"not certified yet ({cert.name})"
-    if run > last:
-        return f"not certified yet ({cert.name} goes up to run {last})"
-    return f"not certified in {cert.name}"
-
-
-def _availability(dials: DialsClient, dataset_id: int, dataset: str,
-                  runs: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
-    """(runs ready in DIALS, [(run, why it is pending)]).
-
-    "Complete LS ingestion" from what DIALS exposes (docs/reference/dials.md §2.2, §2.3):
-    `run/` lists the run for the dataset, and no file of the run is PENDING or STARTED in
-    `file-index/` (the run number is read from the CMS LFN): DIALS will not add more to it
-    by itself.
-    A file that failed for good (e.g. COPY_ERROR) or single LS without per-LS data leave
-    holes DIALS will not fill: such a run is ingested with what DIALS has, and the hole is
-    the completeness task's business (an upstream gap, failing the DAG run only beyond the
-    job's tolerance), so it is reported every night instead of waiting silently.
-    """
-    wanted = sorted(set(runs))
-    rows = dials.list_all("run/", {"dataset_id": dataset_id, "run_number__gte": wanted[0],
-                                   "run_number__lte": wanted[-1],
-                                   "fields": "run_number"},
-                          what=f"runs of {dataset}")
-    in_dials = {int(r["run_number"]): r for r in rows}
-    files = _file_states(dials, dataset_id, dataset, set(wanted))
-    ready, pending = [], []
-    for run in wanted:
-        states = files.get(run, {})
-        moving = sum(n for s, n in states.items() if s in IN_FLIGHT)
-        row = in_dials.get(run)
+def _readiness(dbs_files: list[DbsFile], dials_files: dict[str, dict[str, Any]],
+               listed: bool, ended: datetime, at: datetime, job: Job
+               ) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(status, reason, stuck info) of a wanted, certified, ended run in one dataset."""
+    if not dbs_files:
+        if listed:  # DIALS has rows but DBS no valid file: DBS invalidated them
+            return "excluded", "DBS holds no valid file of the run in this dataset", None
+        if at - ended < RECO_GRACE:
+            return ("waiting", "no file of the run in DBS yet (PromptReco comes ~48 h after "
+                    "the run)", None)
+        return "excluded", "the dataset has no file of this run (DBS)", None
+    threshold = timedelta(hours=job.stuck_after_hours)
+    unindexed, moving, since = 0, Counter(), []
+    for f in dbs_files:
+        row = dials_files.get(f.lfn)
         if row is None:
-            pending.append((run, f"not in DIALS yet ({moving} file(s) being ingested)" if moving
-                            else "not in DIALS yet (no DQMIO file ingested: waiting for "
-                                 "reconstruction, DBS or the DIALS indexer)"))
-            continue
-        if moving:
-            pending.append((run, f"DIALS ingestion in progress: {moving} file(s) "
-                                 f"{'/'.join(s for s in IN_FLIGHT if s in states)}"))
-            continue
-        ready.append(run)
-    return ready, pending
+            unindexed += 1
+            since.append(datetime.fromtimestamp(f.created, at.tzinfo))
+        elif row["status"] in IN_FLIGHT:
+            moving[row["status"]] += 1
+            since.append(_when(row, at))
+    if not unindexed and not moving:
+        return "due", None, None
+    oldest = min(since)
+    if at - oldest >= threshold:
+        stuck = {"files": unindexed + sum(moving.values()), "since": iso(oldest),
+                 "states": {**moving, **({"NOT_INDEXED": unindexed} if unindexed else {})}}
+        return "due", (f"stuck upstream since {iso(oldest)}: ingested with the gap "
+                       f"({_describe(unindexed, moving)})"), stuck
+    return "waiting", f"DIALS not finished: {_describe(unindexed, moving)}", None
 
 
-def _file_states(dials: DialsClient, dataset_id: int, dataset: str,
-                 runs: set[int]) -> dict[int, dict[str, int]]:
-    """Run → {status: files} for the files DIALS is still ingesting (small lists)."""
-    out: dict[int, dict[str, int]] = {}
-    for status in IN_FLIGHT:
-        rows = dials.list_all("file-index/", {"dataset_id": dataset_id, "status": status,
-                                              "fields": "logical_file_name,status"},
-                              what=f"{status} files of {dataset}")
-        for row in rows:
-            m = _LFN_RUN.search(row.get("logical_file_name") or "")
-            if m is None:
-                continue
-            run = int("".join(m.groups()))
-            if run in runs:
-                states = out.setdefault(run, {})
-                states[status] = states.get(status, 0) + 1
-    return out
+def _describe(unindexed: int, moving: Counter) -> str:
+    parts = [f"{n} file(s) {status}" for status, n in sorted(moving.items())]
+    if unindexed:
+        parts.append(f"{unindexed} DBS file(s) not indexed by DIALS yet")
+    return ", ".join(parts)
+
+
+def _when(row: dict[str, Any], at: datetime) -> datetime:
+    text = row.get("last_modification_date") or row.get("creation_date")
+    try:
+        return utc(text) if text else at
+    except ValueError:
+        return at
+
+
+def _dials_runs(dials: DialsClient, dataset_id: int, dataset: str) -> set[int]:
+    rows = dials.list_all("run/", {"dataset_id": dataset_id, "fields": "run_number"},
+                          what=f"runs of {dataset}")
+    return {int(r["run_number"]) for r in rows}
+
+
+def _dials_files(dials: DialsClient, dataset_id: int, dataset: str) -> dict[str, dict]:
+    """LFN → DIALS file-index row (status, dates) of every file DIALS indexed."""
+    rows = dials.list_all("file-index/", {
+        "dataset_id": dataset_id,
+        "fields": "logical_file_name,status,creation_date,last_modification_date"},
+        what=f"DIALS file index of {dataset}")
+    return {row["logical_file_name"]: row for row in rows
+            if run_of(row.get("logical_file_name") or "") is not None}

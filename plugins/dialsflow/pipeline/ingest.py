@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +87,12 @@ def page_size_for(rows: int, json_bytes: int, dim: int) -> int:
 
 
 def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest: Manifest,
-               *, test: bool = False, first_page_size: int | None = None) -> RunResult:
+               *, test: bool = False, first_page_size: int | None = None,
+               certification: str | None = None, upstream_stuck: bool = False) -> RunResult:
     """Fetch one run of one unit into run_<run>.parquet; raises DialsflowError on failure.
-    `first_page_size`: rows of the first page (default: small for 2D until a page is seen)."""
+    `first_page_size`: rows of the first page (default: small for 2D until a page is seen);
+    `certification` (the CAF file that certified the run) and `upstream_stuck` (DIALS still
+    had files of it in flight) go into the manifest entry."""
     key = unit.key
     what = f"{key.dataset} × {key.me} run {run}"
     t0 = time.perf_counter()
@@ -129,6 +132,7 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
         ingested_at=now_iso(), complete=not test,
         source={"url": client.api_url + unit.endpoint,
                 "workspace": client.settings.workspace, "filters": params},
+        certification=certification, upstream_stuck=upstream_stuck,
     ))
     return RunResult(key, run, rows, json_bytes, size, time.perf_counter() - t0)
 
@@ -176,8 +180,12 @@ class Progress:
 
 def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
                  resubmit: bool = False, test: bool = False, concurrency: int = 4,
-                 on_result: Callable[[RunResult], None] | None = None) -> FetchReport:
-    """Fetch every run of every unit; failures are reported per run, not raised."""
+                 on_result: Callable[[RunResult], None] | None = None,
+                 certified_by: Mapping[int, str] | None = None,
+                 stuck: frozenset[int] = frozenset()) -> FetchReport:
+    """Fetch every run of every unit; failures are reported per run, not raised.
+    `certified_by` (run → CAF file) and `stuck` (runs with DIALS files still in flight) are
+    recorded in the manifest entries."""
     manifest = Manifest(outdir)
     tasks: list[tuple[Unit, int]] = []
     report = FetchReport()
@@ -194,7 +202,9 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
             return RunResult(unit.key, run, skipped=True)
         try:
             result = ingest_run(client, unit, run, outdir, manifest, test=test,
-                                first_page_size=learned.get(unit.key))
+                                first_page_size=learned.get(unit.key),
+                                certification=(certified_by or {}).get(run),
+                                upstream_stuck=run in stuck)
         except DialsflowError as exc:
             return RunResult(unit.key, run, error=str(exc))
         except OSError as exc:

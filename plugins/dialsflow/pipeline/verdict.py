@@ -69,7 +69,8 @@ def report_document(*, job: str, tolerance: float, night: dict[str, Any], verdic
                     notes: dict[str, Any]) -> dict[str, Any]:
     """The JSON report of a job's night: the run's settings (`night`: run_id, window, runs,
     force, test), the verdict, what was ingested, what failed, discovery's notes
-    (certification, pending and skipped runs) and the completeness sets."""
+    (certification in force, counts per status, every run not complete with its reason,
+    runs stuck upstream, runs deferred by the budget) and the completeness sets."""
     return {
         "job": job, **night,
         "verdict": verdict.text, "failures": verdict.failures, "tolerance": tolerance,
@@ -77,6 +78,7 @@ def report_document(*, job: str, tolerance: float, night: dict[str, Any], verdic
                          for key, runs in failed_units],
         "ingested": ingested,
         "certification": notes.get("certification"),
-        "pending": notes.get("pending", []), "skipped": notes.get("skipped", []),
+        "counts": notes.get("counts", {}), "runs": notes.get("runs", []),
+        "stuck": notes.get("stuck", []), "deferred": notes.get("deferred", 0),
         "completeness": verdict.report.to_json() if verdict.report is not None else None,
     }

@@ -1,11 +1,21 @@
-"""CAF certification area client: the latest certification JSON of a class and kind.
+"""CAF certification area client: the certification in force for a class and kind.
 
-The file is chosen exactly as DIALS' CAF client chooses it (docs/reference/dbs_caf.md B1):
+Listings are read exactly as DIALS' CAF client reads them (docs/reference/dbs_caf.md B1):
 scrape the Apache listing (every `<img alt="[   ]">`, the next `<a>` = name and href, then
-date, time and size split on whitespace after the link), keep the names the kind's regex
-matches with `re.match` (prefix-anchored, case-sensitive), and take the newest "YYYY-MM-DD
-HH:MM". The regex is what avoids the traps: a lower-case `..._golden.json` and era files
-such as `2024C_Golden.json` do not match, however recent they are.
+date, time and size split on whitespace after the link) and keep the names the kind's regex
+matches with `re.match` (prefix-anchored, case-sensitive). The regex is what avoids the
+traps: a lower-case `..._golden.json`, era files such as `2024C_Golden.json` and the
+`*_Latest.json` copies do not match, however recent they are.
+
+Which files are in force is ours, not DIALS' "newest matching file" (docs/reference/dbs_caf.md
+B2 says why that loses runs in production):
+- golden and muon: every matching file of the class folder (superseded releases move to
+  `outToDate/`, which is a folder, not a file row), except a file whose run range (from its
+  name) a newer file's range contains: a cumulative release supersedes the one before it;
+- dcs: the daily folder mixes energies (`Collisions24_13p6TeV_…`, `Collisions24Special_900GeV_…`,
+  `Collisions24_5p36TeV_…`), so only the job's energy counts, then the same rule (the daily
+  files are cumulative: the newest one of the energy remains).
+A run certified by several files in force takes its LS ranges from the newest of them.
 
 Retries are services.http's; what an answer means for CAF is `_classify`: a 200 is the page,
 tried again when it is not whole (a listing that does not end like one, JSON that does not
@@ -40,6 +50,9 @@ KIND_PATTERNS = {
     "dcs": re.compile(r"Collisions(.*)_(.*)_(\d{6})_(\d{6})_DCSOnly_TkPx\.json"),
 }
 KIND_FOLDERS = {"golden": "", "muon": "", "dcs": "DCSOnly_JSONS/dailyDCSOnlyJSON/"}
+#: The first and last run a cumulative file covers, and a daily DCS file's energy tag.
+_RUN_RANGE = re.compile(r"_(\d{6})_(\d{6})_[A-Za-z_]+\.json$")
+_DCS_ENERGY = re.compile(r"^Collisions[^_]*_([^_]+)_\d{6}_\d{6}_DCSOnly_TkPx\.json$")
 
 #: Tried again besides the shared retryable statuses: EOS web answers these now and then.
 EOS_TRANSIENT_STATUS = frozenset({403, 500})
@@ -73,6 +86,42 @@ class CertificationJson:
     @property
     def last_run(self) -> int | None:
         return max(self.runs, default=None)
+
+
+@dataclass(frozen=True)
+class Certification:
+    """The certification in force: its files (oldest first), merged run by run."""
+
+    folder_url: str
+    files: tuple[CertificationJson, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.files]
+
+    def source(self, run: int) -> CertificationJson | None:
+        """The newest file in force that certifies the run."""
+        return next((f for f in reversed(self.files) if f.certified(run)), None)
+
+    def certified(self, run: int) -> bool:
+        return self.source(run) is not None
+
+    def ranges(self, run: int) -> list[tuple[int, int]]:
+        found = self.source(run)
+        return found.runs[run] if found else []
+
+    @property
+    def runs(self) -> list[int]:
+        return sorted({run for f in self.files for run, ranges in f.runs.items() if ranges})
+
+    @property
+    def last_run(self) -> int | None:
+        return max((f.last_run for f in self.files if f.last_run is not None), default=None)
+
+    def describe(self) -> str:
+        if not self.files:
+            return f"no certification file in force in {self.folder_url}"
+        return ", ".join(f"{f.name} ({f.last_modified})" for f in self.files)
 
 
 class _Listing(HTMLParser):
@@ -128,11 +177,33 @@ def parse_listing(page: str) -> list[ListedFile]:
 
 
 def latest(files: list[ListedFile], kind: str) -> ListedFile | None:
-    """DIALS' rule: newest last-modified among names the kind's regex matches (re.match).
-    Equal minutes are broken by name, so the choice never depends on listing order."""
-    pattern = KIND_PATTERNS[kind]
-    matching = [f for f in files if pattern.match(f.name)]
+    """DIALS' own rule (for comparison): the newest last-modified among names the kind's
+    regex matches. Equal minutes are broken by name, never by listing order."""
+    matching = [f for f in files if KIND_PATTERNS[kind].match(f.name)]
     return max(matching, key=lambda f: (f.last_modified, f.name), default=None)
+
+
+def in_force(files: list[ListedFile], kind: str, energy: str | None = None
+             ) -> list[ListedFile]:
+    """The files in force (module docstring), oldest first."""
+    matching = [f for f in files if KIND_PATTERNS[kind].match(f.name)]
+    if kind == "dcs" and energy is not None:
+        matching = [f for f in matching if (m := _DCS_ENERGY.match(f.name))
+                    and m[1] == energy]
+    matching.sort(key=lambda f: (f.last_modified, f.name))
+    kept = []
+    for i, f in enumerate(matching):
+        span = _run_span(f.name)
+        newer = [_run_span(g.name) for g in matching[i + 1:]]
+        if span is None or not any(o is not None and o[0] <= span[0] and span[1] <= o[1]
+                                   for o in newer):
+            kept.append(f)
+    return kept
+
+
+def _run_span(name: str) -> tuple[int, int] | None:
+    m = _RUN_RANGE.search(name)
+    return (int(m[1]), int(m[2])) if m else None
 
 
 def parse_cert_json(body: bytes, what: str) -> RunRanges:
@@ -158,14 +229,15 @@ class _Truncated(Exception):
 
 
 class CafClient(Client):
-    """`CafClient(settings).certification()`: the latest JSON of the settings' class/kind."""
+    """`CafClient(settings, energy=...).current()`: the certification in force."""
 
-    def __init__(self, settings: CafSettings, *, policy: RetryPolicy | None = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(self, settings: CafSettings, *, energy: str | None = None,
+                 policy: RetryPolicy | None = None, timeout: float = 60.0) -> None:
         if settings.kind not in KIND_PATTERNS:
             raise ServiceError(f"CAF kind {settings.kind!r} unknown; choose from "
                                f"{', '.join(KIND_PATTERNS)}")
         self.settings = settings
+        self.energy = energy if settings.kind == "dcs" else None
         self.retrier = Retrier(policy or RetryPolicy(attempts=5))
         self.timeout = timeout
         self.session = http.pooled_session(pool=4, verify=settings.verify)
@@ -194,19 +266,18 @@ class CafClient(Client):
         """The kind's folder answers with a whole listing."""
         self.listing()
 
-    def certification(self) -> CertificationJson:
-        """Download and parse the latest JSON of the kind. A class folder without one yet
-        (early in a year) certifies nothing: an empty CertificationJson, not an error, so the
-        nightly run reports its runs as not certified yet instead of failing."""
-        s = self.settings
-        chosen = latest(self.listing(), s.kind)
-        if chosen is None:
-            return CertificationJson(f"no {s.kind} JSON in {s.cert_class} yet", self.folder_url,
-                                 "", {})
-        url = urljoin(self.folder_url, chosen.href)
+    def current(self) -> Certification:
+        """Download and parse every file in force. A class folder without one yet (early in
+        a year) certifies nothing: an empty Certification, not an error, so the nightly run
+        reports its runs as not certified yet instead of failing."""
+        chosen = in_force(self.listing(), self.settings.kind, self.energy)
+        return Certification(self.folder_url, tuple(self.download(f) for f in chosen))
+
+    def download(self, listed: ListedFile) -> CertificationJson:
+        url = urljoin(self.folder_url, listed.href)
         runs = self._get(url, "CAF certification JSON",
-                         lambda body: parse_cert_json(body, chosen.name))
-        return CertificationJson(chosen.name, url, chosen.last_modified, runs)
+                         lambda body: parse_cert_json(body, listed.name))
+        return CertificationJson(listed.name, url, listed.last_modified, runs)
 
 
 def _classify(r: requests.Response, what: str, parse: Callable[[bytes], T]) -> Outcome[T]:

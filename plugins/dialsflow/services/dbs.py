@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import requests
 
 from dialsflow.config.connections import DbsSettings
 from dialsflow.errors import ServiceError
+from dialsflow.lfns import run_of
 from dialsflow.lumis import LumiMap, to_ranges
 from dialsflow.services import http
 from dialsflow.services.http import Client, Outcome, Retrier, RetryPolicy, Unreachable
@@ -53,6 +55,14 @@ def _dbs_error(body: bytes) -> str | None:
 def _compact_runs(runs: Iterable[int]) -> list[str]:
     """run_num values dbs2go parses (`N`, `N-M`), consecutive runs merged."""
     return [f"{a}-{b}" if a != b else str(a) for a, b in to_ranges(runs)]
+
+
+@dataclass(frozen=True)
+class DbsFile:
+    """A file of a dataset as DBS lists it: its LFN and when it was registered."""
+
+    lfn: str
+    created: int  # unix seconds (DBS `creation_date`)
 
 
 class DbsClient(Client):
@@ -126,6 +136,18 @@ class DbsClient(Client):
         rows = self.get("blocks", params)
         return list(dict.fromkeys(row["block_name"] for row in rows))
 
+    def files_by_run(self, dataset: str) -> dict[int, list[DbsFile]]:
+        """Run → the dataset's valid files of that run (the run read from each LFN).
+        Invalidated files (`is_file_valid` 0) are left out by DBS (`validFileOnly=1`)."""
+        rows = self.get("files", {"dataset": dataset, "detail": 1, "validFileOnly": 1})
+        out: dict[int, list[DbsFile]] = {}
+        for row in rows:
+            lfn = row.get("logical_file_name") or ""
+            run = run_of(lfn)
+            if run is not None and row.get("is_file_valid", 1):
+                out.setdefault(run, []).append(DbsFile(lfn, int(row.get("creation_date") or 0)))
+        return out
+
     def dataset_exists(self, dataset: str) -> bool:
         rows = self.get("datasets", {"dataset": dataset, "dataset_access_type": "*"})
         return any(row.get("dataset") == dataset for row in rows)
@@ -148,7 +170,7 @@ class DbsClient(Client):
         run_num = _compact_runs(wanted) if wanted is not None else []
 
         def one(block: str) -> list[dict[str, Any]]:
-            params: dict[str, Any] = {"block_name": block}
+            params: dict[str, Any] = {"block_name": block, "validFileOnly": 1}
             if run_num and len(run_num) <= MAX_RUN_FILTERS:
                 params["run_num"] = run_num
             return self.get("filelumis", params)

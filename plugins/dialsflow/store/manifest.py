@@ -9,6 +9,7 @@ other; the last complete write of a run wins.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,14 @@ from typing import Any
 import orjson
 
 from dialsflow.store import atomic
-from dialsflow.store.layout import RUN_FILE, UnitKey, manifest_dir, manifest_file, run_file
+from dialsflow.store.layout import (
+    RUN_FILE,
+    UnitKey,
+    manifest_dir,
+    manifest_file,
+    run_file,
+    unit_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,10 @@ class RunEntry:
     ingested_at: str
     complete: bool  # False for --test (truncated) output
     source: dict[str, Any] = field(default_factory=dict)  # DIALS URL, workspace, filters
+    certification: str | None = None  # the CAF file that certified the run, when known
+    #: DIALS still had files of the run PENDING/STARTED past the job's threshold: the run was
+    #: ingested with that gap (a forced re-ingestion fills it once DIALS is done)
+    upstream_stuck: bool = False
 
     @property
     def key(self) -> UnitKey:
@@ -83,6 +95,16 @@ class Manifest:
             return run_file(self.outdir, key, run).stat().st_size == entry.bytes
         except FileNotFoundError:
             return False
+
+    def complete_runs(self, key: UnitKey) -> set[int]:
+        """Every run `is_complete` holds for the unit, from one pass over its folders."""
+        sizes = {}
+        folder = unit_dir(self.outdir, key)
+        if folder.is_dir():
+            for item in os.scandir(folder):
+                if m := RUN_FILE.fullmatch(item.name):
+                    sizes[int(m[1])] = item.stat().st_size
+        return {e.run for e in self.entries(key) if e.complete and sizes.get(e.run) == e.bytes}
 
     def entries(self, key: UnitKey) -> Iterator[RunEntry]:
         """The unit's entries in run order (not name order: run_12 comes after run_3)."""

@@ -36,7 +36,7 @@ def good_job(**overrides: object) -> dict:
         "mes_file": "mes.json", "output": "pixel_out",
         "certification": {"class": "Collisions24", "kind": "golden"},
         "oms": {"stable_beam": True, "min_recorded_lumi": 0.5, "components": ["PIXEL"]},
-        "lookback_days": 7, "completeness_tolerance": 0.05,
+        "max_runs_per_night": 50, "completeness_tolerance": 0.05,
     }
     job.update(overrides)
     return job
@@ -161,9 +161,12 @@ def test_unknown_keys_are_refused(tmp_path, job, field, says):
 
 
 @pytest.mark.parametrize(("change", "field", "says"), [
-    ({"lookback_days": "7"}, "lookback_days", "must be an integer >= 0, not '7'"),
-    ({"lookback_days": -1}, "lookback_days", "must be an integer >= 0, not -1"),
-    ({"lookback_days": True}, "lookback_days", "must be an integer >= 0, not True"),
+    ({"max_runs_per_night": "7"}, "max_runs_per_night", "must be an integer >= 1, not '7'"),
+    ({"max_runs_per_night": 0}, "max_runs_per_night", "must be an integer >= 1, not 0"),
+    ({"max_runs_per_night": True}, "max_runs_per_night", "must be an integer >= 1, not True"),
+    ({"stuck_after_hours": 0}, "stuck_after_hours", "must be a number of hours > 0, not 0"),
+    ({"certification": {"energy": "13.6 TeV"}}, "certification.energy",
+     "must be an energy tag such as '13p6TeV', not '13.6 TeV'"),
     ({"completeness_tolerance": 1.5}, "completeness_tolerance", "must be a number in [0, 1]"),
     ({"oms": {"stable_beam": "yes"}}, "oms.stable_beam", "must be true or false, not a string"),
     ({"oms": {"min_recorded_lumi": -2}}, "oms.min_recorded_lumi", "must be a number >= 0"),
@@ -193,9 +196,9 @@ def test_structure_errors(tmp_path):
     path = write_jobs(tmp_path, good_job(), good_job())
     assert error_of(path) == f"jobs file {path}: job name 'pixel' is used twice"
     job = good_job()
-    del job["lookback_days"]
+    del job["completeness_tolerance"]
     path = write_jobs(tmp_path, job)
-    assert error_of(path) == f"jobs file {path}, job 'pixel', lookback_days: is required"
+    assert error_of(path) == f"jobs file {path}, job 'pixel', completeness_tolerance: is required"
     path = write_jobs(tmp_path, good_job(name="has space"))
     assert "job 'has space', name: 'has space' is not letters, digits" in error_of(path)
     path.write_bytes(orjson.dumps({"jobs": ["pixel"]}))
@@ -226,7 +229,7 @@ def test_relative_output_needs_the_output_root(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(("change", "field", "says"), [
     # JSON types are not coerced: a boolean is not a number, a float not an integer
-    ({"lookback_days": 7.0}, "lookback_days", "must be an integer >= 0, not 7.0"),
+    ({"max_runs_per_night": 7.0}, "max_runs_per_night", "must be an integer >= 1, not 7.0"),
     ({"completeness_tolerance": True}, "completeness_tolerance",
      "must be a number in [0, 1], not True"),
     ({"completeness_tolerance": "0.1"}, "completeness_tolerance",
@@ -261,10 +264,14 @@ def test_each_field_has_its_one_line(tmp_path, change, field, says):
 @pytest.mark.parametrize(("job", "field", "says"), [
     (good_job(schedule="daily", owner="me"), "(job)",
      "unknown key 'owner', 'schedule'; allowed: certification, completeness_tolerance, "
-     "datasets_file, description, lookback_days, me_type, mes_file, name, oms, output, "
-     "workspace"),
+     "datasets_file, description, max_runs_per_night, me_type, mes_file, name, oms, output, "
+     "stuck_after_hours, workspace"),
+    (good_job(lookback_days=10), "(job)",
+     "unknown key 'lookback_days'; allowed: certification, completeness_tolerance, "
+     "datasets_file, description, max_runs_per_night, me_type, mes_file, name, oms, output, "
+     "stuck_after_hours, workspace"),
     (good_job(certification={"cert_class": "Collisions24"}), "certification",
-     "unknown key 'cert_class'; allowed: class, kind"),
+     "unknown key 'cert_class'; allowed: class, energy, kind"),
     (good_job(oms={"stable_beam": True, "lumi": 1}), "oms",
      "unknown key 'lumi'; allowed: components, min_recorded_lumi, stable_beam"),
 ])
@@ -274,11 +281,11 @@ def test_unknown_keys_are_listed_with_the_allowed_ones(tmp_path, job, field, say
 
 
 def test_a_misspelt_key_is_reported_before_the_missing_one(tmp_path):
-    job = good_job(lookback_day=7, completeness_tolerance=2)
-    del job["lookback_days"]
+    job = good_job(completeness_toleranse=0.1, max_runs_per_night=0)
+    del job["completeness_tolerance"]
     path = write_jobs(tmp_path, job)
     assert error_of(path).startswith(f"jobs file {path}, job 'pixel', (job): unknown key "
-                                     "'lookback_day'; allowed: ")
+                                     "'completeness_toleranse'; allowed: ")
 
 
 def test_a_job_without_a_usable_name_is_named_by_its_place(tmp_path):

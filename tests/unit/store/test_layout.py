@@ -164,7 +164,7 @@ def test_hostile_jobs_files_fail_with_one_line_or_stay_safe(tmp_path_factory, na
                          ("datasets_file", datasets)):
         good = {"name": "ok", "workspace": "tracker", "output": "out",
                 "datasets_file": "ds.json"}
-        job = {**good, field: value, "mes_file": "mes.json", "lookback_days": 1,
+        job = {**good, field: value, "mes_file": "mes.json",
                "completeness_tolerance": 0.1}
         path = folder / "jobs.json"
         path.write_bytes(orjson.dumps({"jobs": [job]}))
