@@ -17,23 +17,12 @@ import threading
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .httputil import NGINX_PAGES
 from .state import EmulatorState
 from .world.basics import stable_int
 
 FAULTED_PREFIXES = ("/api/", "/agg/", "/dbs/", "/CAF/")
 RESET_EXTENSION = "dialsflow.reset"
-
-_NGINX_PAGES = {
-    502: b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 "
-         b"Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
-    503: b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>"
-         b"\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx"
-         b"</center>\r\n</body>\r\n</html>\r\n",
-    504: b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>"
-         b"504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n"
-         b"</html>\r\n",
-}
-
 
 class FaultPlan:
     """Decides, per request, whether and how it fails."""
@@ -101,7 +90,7 @@ class FaultMiddleware:
                         [(b"retry-after", str(state.settings.retry_after_s).encode())])
             return
         status = int(kind) if kind.isdigit() else 502
-        await _send(send, status, _NGINX_PAGES.get(status, _NGINX_PAGES[502]), b"text/html")
+        await _send(send, status, NGINX_PAGES.get(status, NGINX_PAGES[502]), b"text/html")
 
 
 async def _send(send, status: int, body: bytes, content_type: bytes,

@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import secrets
+import string
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+# Django's pages when DEBUG is off and the project has no 404.html/500.html templates
+# (django: views/defaults.py ERROR_PAGE_TEMPLATE; DIALS has neither template,
+# cms-DQM/dials: backend/templates/).
 DJANGO_404 = (
-    b'<!doctype html>\n<html lang="en">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n'
-    b"  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n"
-    b"</body>\n</html>\n"
+    b'\n<!doctype html>\n<html lang="en">\n<head>\n  <title>Not Found</title>\n</head>\n'
+    b"<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>"
+    b"\n</body>\n</html>\n"
 )
-DJANGO_500 = b"<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>" \
-    b"\n</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+DJANGO_500 = (
+    b'\n<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n'
+    b"</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+)
+
+#: nginx's own error pages (nginx: src/http/ngx_http_special_response.c), as its proxies
+#: answer when the upstream fails or is too slow.
+NGINX_PAGES = {
+    502: b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 "
+         b"Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+    503: b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>"
+         b"\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx"
+         b"</center>\r\n</body>\r\n</html>\r\n",
+    504: b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>"
+         b"504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n"
+         b"</html>\r\n",
+}
+
+
+def debreach_comment() -> bytes:
+    """DIALS' outermost middleware appends a random HTML comment (12 to 24 letters and digits)
+    to every text/html answer (cms-DQM/dials: backend/dials/settings.py MIDDLEWARE,
+    debreach.middleware.RandomCommentMiddleware)."""
+    length = 12 + secrets.randbelow(13)
+    return f"<!-- {''.join(secrets.choice(ALNUM) for _ in range(length))} -->".encode()
+
+
+ALNUM = string.ascii_letters + string.digits
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -32,11 +63,13 @@ def html(body: bytes, status: int) -> Response:
 
 
 def not_found_html() -> Response:
-    return html(DJANGO_404, 404)
+    """DIALS' answer to a path no route matches (Django's 404 page)."""
+    return html(DJANGO_404 + debreach_comment(), 404)
 
 
 def server_error_html() -> Response:
-    return html(DJANGO_500, 500)
+    """DIALS' answer to an unhandled exception, such as a database error (Django's 500 page)."""
+    return html(DJANGO_500 + debreach_comment(), 500)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..httputil import json_response, server_error_html
 from .errors import ApiError
+from .pgregex import PgRegexError, Unsupported, compile_are
 
 BIG = 2**63  # beyond any id: clamps absurd filter values before int()
 
@@ -72,13 +73,18 @@ class Params:
         return None if raw is None else _boolean(raw)
 
     def regex(self, name: str) -> re.Pattern[str] | None:
+        """`__regex` is PostgreSQL's `~` (pgregex). A pattern PostgreSQL rejects is a
+        DataError, which DIALS answers with Django's HTML 500 (docs/reference/dials.md §1)."""
         pattern = self._values.get(name)
         if pattern is None:
             return None
         try:
-            return re.compile(pattern)
-        except (re.error, OverflowError, RecursionError, ValueError) as exc:
-            raise ApiError(server_error_html()) from exc  # PostgreSQL rejects it: HTML 500
+            return compile_are(pattern)
+        except PgRegexError as exc:
+            raise ApiError(server_error_html()) from exc
+        except Unsupported as exc:  # valid PostgreSQL the emulator cannot run: say so
+            raise ApiError(json_response(
+                {"detail": f"dialsflow emulator: {exc} is not modelled"}, 501)) from exc
 
     def int_range(self, name: str) -> tuple[int, int]:
         """Inclusive bounds from `name`, `name__gte`, `name__lte` (empty when lo > hi)."""

@@ -231,6 +231,37 @@ def test_invalid_regex_is_an_html_500(dials: DialsHttp) -> None:
     assert "Server Error (500)" in r.text
 
 
+def test_regexes_are_postgresql_regexes_on_every_filter(dials: DialsHttp) -> None:
+    """docs/emulator.md "Regex dialect": the same dialect for dataset, me, LFN, ML names."""
+    def mes(pattern: str) -> list[str]:
+        return [m["me"] for m in dials.json("mes/", {"me__regex": pattern})]
+
+    assert mes(r"\mcharge_PXDisk_[[:punct:]]1\M") == [
+        "PixelPhase1/Tracks/PXForward/charge_PXDisk_+1",
+        "PixelPhase1/Tracks/PXForward/charge_PXDisk_-1"]
+    assert mes(r"(?i)CHARGE_PXLAYER_1$") == ["PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1"]
+    assert mes(r"\bcharge") == []
+    files = dials.json("file-index/", {"logical_file_name__regex": r"\y[[:xdigit:]]{8}-",
+                                       "page_size": 1})["results"]
+    assert files
+    assert dials.get("file-index/", {"logical_file_name__regex": r"\z"}).status_code == 500
+    assert dials.get("ml-models-index/", {"target_me__regex": "(?<x>y)"}).status_code == 500
+    assert dials.get("th2/", {"me__regex": "(?P<x>PXLayer)"}).status_code == 500
+
+
+def test_bad_cursors_and_numbers_are_answered_before_a_bad_regex(dials: DialsHttp) -> None:
+    r = dials.get("th1/", {"me__regex": "(?P<x>a)", "next_token": "cD0x"})
+    assert (r.status_code, r.json()) == (404, {"detail": "Invalid cursor"})
+    r = dials.get("th1/", {"me__regex": "(?P<x>a)", "run_number": "x"})
+    assert r.status_code == 400
+
+
+def test_valid_postgresql_the_emulator_cannot_run_says_so(dials: DialsHttp) -> None:
+    r = dials.get("mes/", {"me__regex": "(?<=P+)X"})  # variable-length lookbehind
+    assert r.status_code == 501
+    assert "not modelled" in r.json()["detail"]
+
+
 def test_bad_numbers_are_field_keyed_400(dials: DialsHttp) -> None:
     r = dials.get("run/", {"run_number": "abc"})
     assert (r.status_code, r.json()) == (400, {"run_number": ["Enter a number."]})

@@ -55,6 +55,24 @@ def test_dataset_regex(dials: Dials, truth: dict) -> None:
     assert [d.dataset_id for d in everything.results] == [EXPRESS, ZERO_BIAS]
 
 
+def test_regex_filters_are_postgresql_regexes(dials: Dials) -> None:
+    """`__regex` is PostgreSQL's `~`: `\\y` is a word boundary, `\\b` a backspace, and
+    Python-only syntax is a database error, which DIALS answers with Django's HTML 500."""
+    zero_bias = {d.dataset_id for d in dials.dataset_index.list_all(
+        DatasetIndexFilters(dataset__regex="/ZeroBias/")).results}
+    assert ZERO_BIAS in zero_bias
+    words = dials.dataset_index.list_all(DatasetIndexFilters(dataset__regex=r"\yZeroBias\y"))
+    assert {d.dataset_id for d in words.results} == zero_bias
+    backspace = dials.dataset_index.list_all(DatasetIndexFilters(dataset__regex=r"\bZeroBias"))
+    assert backspace.results == []
+    with pytest.raises(requests.HTTPError) as err:
+        dials.dataset_index.list_all(DatasetIndexFilters(dataset__regex="(?P<x>Zero)"))
+    answer = err.value.response
+    assert answer.status_code == 500
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "<title>Server Error (500)</title>" in answer.text
+
+
 def test_runs_of_a_dataset(dials: Dials, truth: dict) -> None:
     expected = runs_in_dials(truth, ZERO_BIAS)
     runs = dials.run.list_all(RunFilters(dataset_id=ZERO_BIAS, page_size=7)).results
