@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from .. import caf as caf_area
 from .. import oms
-from ..httputil import base_url, json_response
+from ..httputil import base_url, json_response, server_error_html
 from ..world.basics import iso, utc
 from ..world.entities import WORLD_KINDS, Run
 from .context import Ctx
@@ -144,9 +144,20 @@ def brilcalc_lumi(request: Request, ctx: Ctx) -> bytes:
 
 
 def oms_proxy(request: Request, ctx: Ctx) -> Response:
-    """Forward to the OMS twin as DIALS forwards to OMS (cmsdials OMSProxyClient.query)."""
-    (resource,) = _required(request.query_params, "endpoint")
+    """Forward to the OMS twin as DIALS forwards to OMS (cmsdials OMSProxyClient.query).
+
+    DIALS' view pops `endpoint` from the query (a KeyError when it is missing) and its client
+    calls `raise_for_status()` on OMS' answer; neither is caught, so any OMS error, and a
+    missing `endpoint`, reach Django as an unhandled exception: the HTML 500 page, never
+    OMS' own status or body [cms-DQM/dials: backend/oms_proxy/viewsets.py, client.py]. The
+    answer's `links` keep pointing at OMS itself.
+    """
+    resource = request.query_params.get("endpoint")
+    if resource is None:
+        return server_error_html()
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "endpoint"]
     status, body = oms.query_response(ctx.state, resource, params,
-                                  f"{base_url(request)}/agg/api/v1", ctx.now)
+                                      f"{base_url(request)}/agg/api/v1", ctx.now)
+    if not 200 <= status < 300:
+        return server_error_html()
     return json_response(body, status)
