@@ -1,5 +1,5 @@
-"""Profiles of the world: its span, run lengths and the tracker MEs (demo: small and fast;
-bench: long runs and large 2D maps)."""
+"""Profiles of the world: its span, fills, run lengths and the tracker MEs (demo: a long
+season of few, short runs; bench: long runs and large 2D maps)."""
 
 from __future__ import annotations
 
@@ -76,13 +76,16 @@ class Profile:
     tracker_mes: tuple[MonitorElement, ...]
     fill_gap_hours: tuple[float, float] = (2.0, 7.0)
     big_run_ls: int = 0  # plant one run this long (realistic maximum), 0 = none
+    non_stable_share: float = 0.5  # fills followed by a short run without stable beams
 
 
 PROFILES: dict[str, Profile] = {
-    # A week of Run2024C, a few runs a day, short runs: fast for demos and tests.
-    "demo": Profile("demo", utc("2024-04-16T06:00:00Z"), 7, (1, 2), 45.0, 0.6, (8, 160),
-                    TRACKER_MES_DEMO, fill_gap_hours=(5.0, 11.0)),
-    # Many LS and large 2D maps; ~60 runs; one 2,400-LS run as in 2024E.
+    # A long season of Run2024C with sparse fills (one every 2-5 days, 1-2 runs each): about
+    # 50 short runs over 140 days, so certification arrives weeks to months after the runs
+    # while the demo still ingests everything in about a minute.
+    "demo": Profile("demo", utc("2024-04-16T06:00:00Z"), 140, (1, 2), 45.0, 0.6, (8, 160),
+                    TRACKER_MES_DEMO, fill_gap_hours=(68.0, 124.0), non_stable_share=0.2),
+    # Many LS and large 2D maps; ~100 runs in 12 days; one 2,400-LS run as in 2024E.
     "bench": Profile("bench", utc("2024-04-16T06:00:00Z"), 12, (2, 4), 110.0, 0.8, (50, 2400),
                      TRACKER_MES_BENCH, big_run_ls=2400),
 }
