@@ -3,16 +3,18 @@
 Contract: docs/reference/dbs_caf.md part B1. Directory listings keep the exact layout
 of the libdc3 test fixtures (captured from the real server), because DIALS and libdc3
 scrape them: `<img alt="[   ]">`, the next `<a>`, then date, time and size split on
-whitespace. Files come from `World.published_cert_files(now)`; a path published twice
-shows its latest version (a republished file overwrites the old one), and directories
-exist once something below them is published.
+whitespace; folders as `<img alt="[DIR]">` rows with a trailing slash and size `-`. Files
+come from `World.cert_area(now)`: a path written again shows its latest version, a
+superseded cumulative Golden or Muon file is served from `outToDate/` once its successor is
+out (404 at its old path), and directories exist once something below them is.
 
 Layout details taken from the fixtures: the name column is as wide as the longest name
 (at least 23, Apache's default), sizes are apr_strfsize's 4-character field, an entry's
 time has minute resolution, the parent row has a 19-space date column, trailing blanks are
-not kept, and the title drops the trailing slash. Times are shown in UTC (the server's
-time zone is the emulator's choice). No authentication (DIALS uses none); occasional 403s
-are left to fault injection.
+not kept, and the title drops the trailing slash. A file shows its own modification time (a
+move keeps it); a directory the time an entry was last created in it. Times are shown in
+UTC (the server's time zone is the emulator's choice). No authentication (DIALS uses none);
+occasional 403s are left to fault injection.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from .httputil import base_url
 from .state import EmulatorState
 from .world.entities import CertFile
-from .world.model import World
+from .world.model import Placed, World
 
 PREFIX = "/CAF/certification"
 ICONS = "/_shared_static_content/icons"
@@ -42,14 +44,6 @@ APACHE_PAGE = (
     '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>{title}</title>\n'
     "</head><body>\n<h1>{heading}</h1>\n<p>{text}</p>\n</body></html>\n"
 )
-
-
-@dataclass(frozen=True)
-class Published:
-    """One path of the area at a clock: first publication and the version now served."""
-
-    first: datetime
-    current: CertFile
 
 
 @dataclass(frozen=True)
@@ -88,45 +82,41 @@ def apache_size(size: int | None) -> str:
 # --------------------------------------------------------------------------- the area
 
 
-def published(world: World, now: datetime) -> dict[str, Published]:
-    """Every path published by `now` (relative to /CAF/certification/)."""
-    out: dict[str, Published] = {}
-    for cert in world.published_cert_files(now):  # in publication order
-        before = out.get(cert.path)
-        out[cert.path] = Published(before.first if before else cert.published_at, cert)
-    return out
+def published(world: World, now: datetime) -> dict[str, Placed]:
+    """Every path of the area at `now` (relative to /CAF/certification/)."""
+    return world.cert_area(now)
 
 
-def entries(area: dict[str, Published], prefix: str) -> list[Entry] | None:
+def entries(area: dict[str, Placed], prefix: str) -> list[Entry] | None:
     """The rows of directory `prefix` ('' or ending in '/'); None if it does not exist.
 
-    A file's time is its latest publication; a directory's is when an entry was last
+    A file's time is its own modification time; a directory's is when an entry was last
     created directly in it, as a filesystem keeps directory mtimes."""
-    files: dict[str, Published] = {}
-    dirs: dict[str, list[Published]] = {}
-    for path, pub in area.items():
+    files: dict[str, Placed] = {}
+    dirs: set[str] = set()
+    for path, placed in area.items():
         if not path.startswith(prefix):
             continue
         head, slash, _ = path[len(prefix):].partition("/")
         if slash:
-            dirs.setdefault(head + "/", []).append(pub)
+            dirs.add(head + "/")
         else:
-            files[head] = pub
+            files[head] = placed
     if prefix and not files and not dirs:
         return None
-    rows = [Entry(name, pub.current.published_at, len(cert_bytes(pub.current)))
-            for name, pub in files.items()]
-    rows += [Entry(name, _dir_mtime(area, prefix + name), None) for name in dirs]
+    rows = [Entry(name, placed.cert.published_at, len(cert_bytes(placed.cert)))
+            for name, placed in files.items()]
+    rows += [Entry(name, _dir_mtime(area, prefix + name), None) for name in sorted(dirs)]
     return rows
 
 
-def _dir_mtime(area: dict[str, Published], prefix: str) -> datetime:
+def _dir_mtime(area: dict[str, Placed], prefix: str) -> datetime:
     """When the newest direct child of the directory appeared."""
     born: dict[str, datetime] = {}
-    for path, pub in area.items():
+    for path, placed in area.items():
         if path.startswith(prefix):
             child = path[len(prefix):].partition("/")[0]
-            born[child] = min(born.get(child, pub.first), pub.first)
+            born[child] = min(born.get(child, placed.created), placed.created)
     return max(born.values())
 
 
@@ -205,7 +195,7 @@ def routes(state: EmulatorState) -> list[BaseRoute]:
         relative = rest[1:]
         area = published(state.world, state.now_for(request.headers))
         if relative in area:
-            return _file_response(area[relative].current)
+            return _file_response(area[relative].cert)
         prefix = relative if not relative or relative.endswith("/") else relative + "/"
         rows = entries(area, prefix)
         if rows is None:

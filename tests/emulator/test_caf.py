@@ -3,6 +3,7 @@ B1)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -108,21 +109,95 @@ def test_lower_case_golden_trap_is_newest_but_not_matched(late: Caf):
     assert not any(re.match(GOLDEN, o.name) for o in options if o.name.startswith("2024C"))
 
 
-def test_daily_dcs_folder_has_one_growing_file_per_day(caf: Caf, truth: dict):
+def _series(name: str) -> str:
+    """'Collisions24_13p6TeV', 'Collisions24Special_900GeV' or 'Collisions24_5p36TeV'."""
+    return "_".join(name.split("_")[:2])
+
+
+def test_daily_dcs_folder_has_growing_files_per_energy_with_gaps(caf: Caf, truth: dict):
     cls = truth["cert_class"]
     _, options = caf.listing(f"{cls}/{DAILY}")
-    assert options and all(re.match(DCS, o.name) for o in options)
-    by_time = sorted(options, key=lambda o: o.last_modified)
-    days = [o.last_modified[:10] for o in by_time]
-    assert len(days) == len(set(days))  # one a day
-    last_runs = [int(re.match(DCS, o.name)[4]) for o in by_time]
+    latest_files = [o for o in options if o.name.endswith("_Latest.json")]
+    daily = [o for o in options if o not in latest_files]
+    assert daily and all(re.match(DCS, o.name) for o in daily)
+    assert not any(re.match(DCS, o.name) for o in latest_files)  # DIALS never picks these
+    assert {_series(o.name) for o in daily} == {
+        "Collisions24_13p6TeV", "Collisions24Special_900GeV", "Collisions24_5p36TeV"}
+    pp = sorted((o for o in daily if _series(o.name) == "Collisions24_13p6TeV"),
+                key=lambda o: o.last_modified)
+    assert all(o.last_modified.endswith(" 19:31") for o in pp)
+    days = [utc(o.last_modified[:10] + "T00:00:00Z") for o in pp]
+    assert len(days) == len(set(days))  # at most one a day
+    assert max(b - a for a, b in itertools.pairwise(days)) >= timedelta(days=6)
+    last_runs = [int(re.match(DCS, o.name)[4]) for o in pp]
     assert last_runs == sorted(last_runs)
-    sizes = [len(caf.get(f"{cls}/{DAILY}{o.href}").content) for o in by_time]
-    assert sizes == sorted(sizes)  # cumulative: each day's file holds at least the last one
-    expected = max((f for f in truth["certification"]["files"] if DAILY in f["path"]
-                    and utc(f["published_at"]) <= utc(truth["now"])),
-                   key=lambda f: f["published_at"])
-    assert f"{cls}/{DAILY}{by_time[-1].name}" == expected["path"]
+    sizes = [len(caf.get(f"{cls}/{DAILY}{o.href}").content) for o in pp]
+    assert sizes == sorted(sizes)  # cumulative: each file holds at least the last one
+    for latest_file in latest_files:  # same content as the newest file of its series
+        series = max((o for o in daily if _series(o.name) == _series(latest_file.name)),
+                     key=lambda o: o.last_modified)
+        assert latest_file.last_modified == series.last_modified
+        assert caf.get(f"{cls}/{DAILY}{latest_file.href}").json() == \
+            caf.get(f"{cls}/{DAILY}{series.href}").json()
+
+
+def test_dcs_series_follow_the_oms_energy_of_their_runs(caf: Caf, truth: dict):
+    cls = truth["cert_class"]
+    _, options = caf.listing(f"{cls}/{DAILY}")
+    energy = {str(r["run_number"]): r["energy"] for r in truth["runs"]}
+    expected = {"Collisions24_13p6TeV": 6800, "Collisions24Special_900GeV": 450,
+                "Collisions24_5p36TeV": 2680}
+    for o in options:
+        runs = caf.get(f"{cls}/{DAILY}{o.href}").json()
+        assert {energy[run] for run in runs} == {expected[_series(o.name)]}, o.name
+
+
+def test_newest_dcs_file_at_the_end_of_the_season_is_the_pp_reference(late: Caf):
+    truth = late.truth()
+    _, options = late.listing(f"{truth['cert_class']}/{DAILY}")
+    newest = latest(options, DCS)
+    assert newest.name.startswith("Collisions24_5p36TeV_")
+    assert f"{truth['cert_class']}/{DAILY}{newest.name}" == truth["certification"]["latest"]["dcs"]
+
+
+def test_superseded_golden_and_muon_move_to_out_to_date(caf: Caf, truth: dict):
+    cls = truth["cert_class"]
+    page, options = caf.listing(f"{cls}/")
+    assert len([o for o in options if re.match(GOLDEN, o.name)]) == 1
+    assert len([o for o in options if re.match(MUON, o.name)]) == 1
+    now = utc(truth["now"])
+    moved = [f for f in truth["certification"]["files"] if f["moved_at"]
+             and utc(f["moved_at"]) <= now]
+    assert {f["kind"] for f in moved} == {"golden", "muon"}
+    newest_move = max(f["moved_at"] for f in moved)
+    dir_row = re.search(r'alt="\[DIR\]"> <a href="outToDate/">outToDate/</a> +'
+                        r"(\d{4}-\d\d-\d\d \d\d:\d\d) +-", page)
+    assert dir_row and dir_row[1] == utc(newest_move).strftime("%Y-%m-%d %H:%M")
+    _, out = caf.listing(f"{cls}/outToDate/")
+    assert sorted(o.name for o in out) == sorted(f["moved_to"].rsplit("/", 1)[1] for f in moved)
+    for f in moved:
+        name = f["path"].rsplit("/", 1)[1]
+        assert f["path_now"] == f["moved_to"] == f"{cls}/outToDate/{name}"
+        assert caf.get(f["path"]).status_code == 404  # gone from the class folder
+        served = caf.get(f["moved_to"])
+        assert served.status_code == 200 and _is_run_ranges(served.json())
+        row = next(o for o in out if o.name == name)  # a move keeps the file's time
+        assert row.last_modified == utc(f["published_at"]).strftime("%Y-%m-%d %H:%M")
+    assert caf.get(f"{cls}/outToDate", allow_redirects=False).status_code == 301
+
+
+def test_a_release_moves_its_predecessor_at_its_publication(caf: Caf, truth: dict):
+    cls = truth["cert_class"]
+    releases = truth["certification"]["golden_releases"]
+    before, after = releases[0], releases[1]
+    just_before = Caf(caf.emu, iso(utc(after["published_at"]) - timedelta(minutes=1)))
+    names = {o.name for o in just_before.listing(f"{cls}/")[1]}
+    assert before["path"].rsplit("/", 1)[1] in names
+    at = Caf(caf.emu, after["published_at"])
+    names = {o.name for o in at.listing(f"{cls}/")[1]}
+    assert before["path"].rsplit("/", 1)[1] not in names
+    assert after["path"].rsplit("/", 1)[1] in names
+    assert at.get(f"{cls}/outToDate/{before['path'].rsplit('/', 1)[1]}").status_code == 200
 
 
 def test_every_listed_json_is_run_ranges(caf: Caf, truth: dict):
@@ -137,11 +212,14 @@ def test_every_listed_json_is_run_ranges(caf: Caf, truth: dict):
                 assert option.size == str(len(r.content))
 
 
-def test_a_later_clock_shows_more_files(caf: Caf, late: Caf, truth: dict):
+def test_a_later_clock_shows_more_runs(caf: Caf, late: Caf, truth: dict):
     cls = truth["cert_class"]
-    now_names = {o.name for o in caf.listing(f"{cls}/")[1]}
-    late_names = {o.name for o in late.listing(f"{cls}/")[1]}
-    assert now_names < late_names
+    golden_now = latest(caf.listing(f"{cls}/")[1], GOLDEN)
+    golden_late = latest(late.listing(f"{cls}/")[1], GOLDEN)
+    assert golden_late.last_modified > golden_now.last_modified
+    runs_now = set(caf.get(f"{cls}/{golden_now.href}").json())
+    runs_late = set(late.get(f"{cls}/{golden_late.href}").json())
+    assert runs_now - {str(n) for n in truth["planted"]["decertified_runs"]} < runs_late
     early = Caf(caf.emu, truth["runs"][0]["start_time"])
     assert early.get(f"{cls}/").status_code == 404  # nothing published yet
     assert parse_listing(early.listing("")[0]) == []
