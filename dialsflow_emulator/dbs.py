@@ -6,11 +6,16 @@ A file is visible once `DqmFile.registered_at <= now`; a block once its first fi
 dataset once it was created. Rows are flat JSON objects with alphabetical keys, streamed in
 dbs2go's layout; every error is HTTP 400 with dbs2go's one-element error list.
 
+File validity follows dbs2go (docs/reference/dbs_caf.md A.1): a file invalidated by `now`
+has `is_file_valid` 0; `files` and `filelumis` leave it out only with `validFileOnly=1`
+(dbs2go hides just `is_file_valid=-1` files by default, which this world has none of);
+`blocks` and `runs` do not look at validity.
+
 Not emulated: X.509 client-certificate authentication (served over plain HTTP; any client
 is accepted), the lexicon regex validation of values (code 113), POST forms, and the per-IP
 rate limiter. Parameters that dbs2go accepts but this world has no data for
 (release_version, pset_hash, app_name, output_module_label, global_tag, parent_dataset,
-validFileOnly, sumOverLumi) are accepted and do not narrow the result: every file is valid.
+sumOverLumi) are accepted and do not narrow the result.
 """
 
 from __future__ import annotations
@@ -207,6 +212,12 @@ class Catalogue:
     def files(self) -> list[DqmFile]:
         return [f for f in self.world.files if f.registered_at <= self.now]
 
+    def changed(self, f: DqmFile) -> datetime:
+        """A file's last modification: its registration, or its invalidation."""
+        if f.invalidated_at is not None and f.invalidated_at <= self.now:
+            return f.invalidated_at
+        return f.registered_at
+
     def block_files(self, block: str) -> list[DqmFile]:
         """All files of a block, visible or not yet."""
         return _files_by_block(self.world).get(block, [])
@@ -237,6 +248,8 @@ def _select_files(cat: Catalogue, params: Params, lfn_exact: bool = False) -> li
         return []
     if (tier := _single(params, "data_tier_name")) is not None and not _like(tier)("DQMIO"):
         return []
+    if _single(params, "validFileOnly") == "1":  # dbs2go files.go / filelumis.go
+        tests.append(lambda f: f.valid(cat.now))
     runs = parse_runs(params.get("run_num", []))
     return [f for f in cat.files() if _run_ok(runs, f.run) and all(t(f) for t in tests)]
 
@@ -263,7 +276,7 @@ def _block_id(block_name: str) -> int:
 
 def _dataset_record(cat: Catalogue, d: Dataset) -> Rec:
     """datasets.sql detail columns; modified when its newest visible file was registered."""
-    registered = [f.registered_at for f in cat.files() if f.dataset_id == d.dataset_id]
+    registered = [cat.changed(f) for f in cat.files() if f.dataset_id == d.dataset_id]
     return {
         "acquisition_era_name": d.era, "create_by": T0_DN,
         "creation_date": _unix(d.created_at), "data_tier_name": "DQMIO", "dataset": d.name,
@@ -302,8 +315,8 @@ def _file_record(cat: Catalogue, f: DqmFile) -> Rec:
         "creation_date": _unix(f.registered_at),
         "dataset": cat.world.dataset_by_id[f.dataset_id].name, "dataset_id": f.dataset_id,
         "event_count": 0, "file_id": f.file_id, "file_size": f.size, "file_type": "EDM",
-        "file_type_id": 1, "is_file_valid": 1,
-        "last_modification_date": _unix(f.registered_at), "last_modified_by": T0_DN,
+        "file_type_id": 1, "is_file_valid": int(f.valid(cat.now)),
+        "last_modification_date": _unix(cat.changed(f)), "last_modified_by": T0_DN,
         "logical_file_name": f.lfn, "md5": None,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -133,7 +134,65 @@ def test_files_of_a_wildcard_dataset_with_detail(dbs: Dbs, truth: dict):
     assert sorted(r["logical_file_name"] for r in rows) == sorted(f["lfn"] for f in expected)
     assert all(set(r) == FILE_DETAIL_KEYS for r in rows)
     assert {r["file_id"] for r in rows} == {f["file_id"] for f in expected}
-    assert all(r["dataset"] == EXPRESS and r["is_file_valid"] == 1 for r in rows)
+    assert all(r["dataset"] == EXPRESS for r in rows)
+    invalid = {p["file_id"] for p in truth["planted"]["invalid_files"]}
+    assert {r["file_id"] for r in rows if r["is_file_valid"] == 0} == \
+        {r["file_id"] for r in rows} & invalid
+    assert all(r["is_file_valid"] == 1 for r in rows if r["file_id"] not in invalid)
+
+
+# --------------------------------------------------------------------------- validity
+
+
+@pytest.fixture(scope="module")
+def invalid(truth: dict) -> list[dict]:
+    files = truth["planted"]["invalid_files"]
+    assert {f["dataset_id"] for f in files} == {d["dataset_id"] for d in truth["datasets"]}
+    return files
+
+
+def test_valid_file_only_drops_invalidated_files(dbs: Dbs, truth: dict, invalid: list[dict]):
+    """dbs2go: files and filelumis show is_file_valid=0 files unless validFileOnly=1."""
+    for planted in invalid:
+        dataset = next(d["dataset"] for d in truth["datasets"]
+                       if d["dataset_id"] == planted["dataset_id"])
+        query = {"dataset": dataset, "run_num": str(planted["run"])}
+        every = {r["logical_file_name"] for r in dbs.rows("files", query)}
+        valid = {r["logical_file_name"] for r in dbs.rows("files", {**query,
+                                                                    "validFileOnly": "1"})}
+        assert planted["lfn"] in every and valid == every - {planted["lfn"]}
+        assert valid  # the run keeps its other files
+        assert {r["logical_file_name"] for r in dbs.rows("files", {**query,
+                                                                   "validFileOnly": "0"})} \
+            == every
+        (row,) = dbs.rows("files", {"logical_file_name": planted["lfn"], "detail": "1"})
+        assert row["is_file_valid"] == 0
+        assert row["last_modification_date"] == int(utc(planted["invalidated_at"]).timestamp())
+        block = row["block_name"]
+        lumis = {(r["logical_file_name"], r["lumi_section_num"])
+                 for r in dbs.rows("filelumis", {"block_name": block})}
+        valid_lumis = {(r["logical_file_name"], r["lumi_section_num"])
+                       for r in dbs.rows("filelumis", {"block_name": block,
+                                                       "validFileOnly": "1"})}
+        first, last = planted["ls"]
+        assert {(planted["lfn"], ls) for ls in range(first, last + 1)} == lumis - valid_lumis
+        info = _dataset(truth, dataset)["runs"][str(planted["run"])]
+        assert set(_expand(info["dbs_ls"])) - set(_expand(info["dbs_valid_ls"])) == \
+            set(range(first, last + 1))
+        # blocks and runs do not look at validity
+        assert block in {b["block_name"] for b in dbs.rows("blocks", {"dataset": dataset})}
+        assert {"run_num": planted["run"]} in dbs.rows("runs", {"dataset": dataset})
+
+
+def test_a_file_is_valid_until_it_is_invalidated(dbs: Dbs, invalid: list[dict]):
+    planted = invalid[0]
+    before = iso(utc(planted["invalidated_at"]) - timedelta(seconds=1))
+    (row,) = dbs.rows("files", {"logical_file_name": planted["lfn"], "detail": "1"},
+                      **{"X-Emulator-Now": before})
+    assert row["is_file_valid"] == 1
+    assert row["last_modification_date"] == row["creation_date"]
+    assert dbs.rows("files", {"logical_file_name": planted["lfn"], "validFileOnly": "1"},
+                    **{"X-Emulator-Now": before}) == [{"logical_file_name": planted["lfn"]}]
 
 
 @pytest.mark.parametrize(("pattern", "expected"), [
