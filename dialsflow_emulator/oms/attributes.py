@@ -72,7 +72,7 @@ RUN_ATTRS = (
     Attr("hlt_physics_counter", INT, "HLT physics events; null while ongoing"),
     Attr("initial_prescale_index", INT, "Prescale column at run start"),
     Attr("tier0_transfer", BOOL, "Data transferred to Tier-0"),
-    Attr("era", STRING, "Acquisition era"),
+    # No `era`: real run records show none (docs/reference/oms.md §6.1).
     Attr("injection_scheme", STRING, "LHC injection scheme of the fill"),
 )
 

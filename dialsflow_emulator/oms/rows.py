@@ -29,17 +29,9 @@ def _fills_by_number(world: World) -> dict[int, Fill]:
     return {f.number: f for f in world.fills}
 
 
-@lru_cache(maxsize=8)
-def _dcs_ranges(world: World) -> dict[int, list[list[int]]]:
-    """Tracker/pixel-ready LS ranges of each run, as the DCS-only JSONs publish them."""
-    out: dict[int, list[list[int]]] = {}
-    for cert in world.cert_files:
-        if "DCSOnly" in cert.path:
-            out.update((int(run), ranges) for run, ranges in cert.content.items())
-    return out
-
-
 def _injection_scheme(bunches: int) -> str:
+    if bunches < 12:  # a few single bunches, as in special low-energy fills
+        return f"Single_{bunches}b_{bunches - 1}_{bunches - 1}_{bunches - 1}"
     return (f"25ns_{bunches}b_{bunches - 12}_{bunches * 93 // 100}_{bunches * 95 // 100}"
             f"_144bpi_{bunches // 144 + 1}inj")
 
@@ -64,7 +56,8 @@ def _other_bad_stretch(world: World, run: Run) -> tuple[str, range]:
 def ls_table(world: World, run_number: int) -> tuple[Row, ...]:
     """Every lumisection row of a run, in LS_ATTRS order; the clock only truncates it."""
     run = world.run_by_number[run_number]
-    ready = {ls for lo, hi in _dcs_ranges(world).get(run_number, []) for ls in range(lo, hi + 1)}
+    # tracker/pixel ready where the DCS-only JSONs say so
+    ready = {ls for lo, hi in world.dcs_ranges.get(run_number, []) for ls in range(lo, hi + 1)}
     bad_bit, bad_ls = _other_bad_stretch(world, run)
     stable = run.stable_beam
     rows: list[Row] = []
@@ -125,14 +118,14 @@ def run_row(world: World, run: Run, now: datetime | None) -> Row:
         run.number, run.fill, run.start, None if ongoing else run.end,
         run.ls_start(n_ls) if ongoing else run.end, None if ongoing else duration, n_ls,
         None if ongoing else delivered, None if ongoing else recorded, init_lumi,
-        None if ongoing else end_lumi, stable, 6800, round(3.8 - 0.002 * u, 3),
+        None if ongoing else end_lumi, stable, run.energy, round(3.8 - 0.002 * u, 3),
         "PROTONS", "PROTON", "PROTON", "l1_trg_collisions2024/v104", "collisions2024/v104",
         f"/cdaq/physics/Run2024/{menu}/HLT/V{1 + run.number % 3}",
         "L1Menu_Collisions2024_v1_2_0", mode, mode.split("/")[0], f"l1_hlt_{mode}",
         "GLOBAL-RUN", "LHC", "CMSSW_14_0_5_patch2", list(COMPONENTS), [],
         l1_rate, None if ongoing else int(l1_rate * duration), hlt_rate, hlt_size,
         round(hlt_rate * hlt_size / 1000, 6), None if ongoing else int(hlt_rate * duration),
-        2 if stable else 0, True, run.era, _injection_scheme(fill.bunches) if fill else None,
+        2 if stable else 0, True, _injection_scheme(fill.bunches) if fill else None,
     )
 
 
@@ -164,7 +157,7 @@ def fill_row(world: World, fill: Fill, now: datetime | None) -> Row:
         max((r.pileup for r in runs), default=0.0),
         round(peak * 1e4 / b / 1.6**2, 4), round(recorded / delivered, 4) if delivered else 0.0,
         round(min(1.0, running_s / stable_s), 4) if stable_s else 0.0,
-        b + 12, b + 12, b, b, 30.0, 160.0, intensity, intensity, 6800, 3.8,
+        b + 12, b + 12, b, b, 30.0, 160.0, intensity, intensity, fill.energy, 3.8,
         runs[0].era if runs else None, _injection_scheme(b), "PROTONS", "PROTON", "PROTON",
         min((r.number for r in runs), default=None), max((r.number for r in runs), default=None),
         0,

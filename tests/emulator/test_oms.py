@@ -139,13 +139,35 @@ def test_meta_lists_every_attribute_with_its_description(oms: OMSAPI):
     q = oms.query("runs")
     fields = q.meta()
     for name in ("run_number", "end_time", "recorded_lumi", "stable_beam", "components",
-                 "sequence", "era"):
+                 "sequence", "energy"):
         assert {"title", "description", "api_type", "units", "sortable", "searchable",
                 "projectable"} <= set(fields[name])
     assert fields["recorded_lumi"]["units"] == "pb^{-1}"
     with_meta = q.include("meta").paginate(per_page=1).data().json()
     assert with_meta["meta"]["fields"] == fields
     assert with_meta["meta"]["fields_order"][0] == "run_number"
+    assert "era" not in fields  # real run records carry none (docs/reference/oms.md §6.1)
+    assert "era" in oms.query("fills").meta()
+
+
+def test_runs_have_no_era_and_report_their_energy(oms: OMSAPI, truth: dict):
+    rows = [d["attributes"] for d in
+            oms.query("runs").paginate(per_page=1000).data().json()["data"]]
+    assert rows and all("era" not in r for r in rows)
+    assert {r["run_number"]: r["energy"] for r in rows} == \
+        {r["run_number"]: r["energy"] for r in truth["runs"] if r["start_time"] <= truth["now"]}
+    special = set(truth["planted"]["special_energy_runs"])
+    assert {r["energy"] for r in rows if r["run_number"] in special} == {450, 2680}
+    assert {r["energy"] for r in rows if r["stable_beam"] and r["run_number"] not in special} \
+        == {6800}
+    fills = [d["attributes"] for d in
+             oms.query("fills").paginate(per_page=1000).data().json()["data"]]
+    assert [f["energy"] for f in fills] == [f["energy"] for f in truth["fills"]]
+
+
+def test_filtering_on_era_is_refused(emulator: EmulatorProcess, token: str):
+    r = _get(emulator, "runs?filter[era][EQ]=Run2024C", token)
+    assert r.status_code == 400 and "era" in r.json()["errors"][0]["detail"]
 
 
 def test_fills_follow_the_world(oms: OMSAPI, truth: dict):
@@ -198,7 +220,8 @@ def test_datetime_filters_are_parsed_leniently(emulator: EmulatorProcess, token:
     "filter%5Brun_number%5D%5BGE%5D={run}&filter%5Brun_number%5D%5BLE%5D={run}",
     "filter[run_number][eq]={run}", "filter[run_number]={run}",
     "filter[run_number][EQ]={run}&filter[stable_beam][EQ]=True&fields[runs]=run_number",
-    "filter[run_number][EQ]={run}&filter[era][LIKE]=Run2024%25&sort=-fill_number,run_number",
+    "filter[run_number][EQ]={run}&filter[hlt_key][LIKE]=%25Run2024%25"
+    "&sort=-fill_number,run_number",
     "filter[run_number][EQ]={run}&filter[components][CT]=TRACKER",
 ])
 def test_filter_spellings_select_the_same_run(emulator: EmulatorProcess, token: str,
