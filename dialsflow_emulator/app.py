@@ -11,14 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import caf, dbs, dials, keycloak, oms
+from .dials.server import DialsServer
 from .faults import FaultMiddleware
 from .httputil import json_response
 from .state import EmulatorState
 from .world.basics import iso, utc
 
 
-def control_routes(state: EmulatorState) -> list[Route]:
-    """/_emulator/: health, the world clock, request/fault counters, runtime fault settings."""
+def control_routes(state: EmulatorState, server: DialsServer) -> list[Route]:
+    """/_emulator/: health, the world clock, counters, runtime fault and DIALS server
+    settings."""
 
     async def health(request: Request) -> Response:
         s = state.settings
@@ -40,7 +42,21 @@ def control_routes(state: EmulatorState) -> list[Route]:
         if request.method == "DELETE":
             state.requests.clear()
             state.faults.clear()
-        return json_response({"requests": dict(state.requests), "faults": dict(state.faults)})
+            server.stats.reset()
+        return json_response({"requests": dict(state.requests), "faults": dict(state.faults),
+                              "dials_server": server.stats.as_dict(server.pool)})
+
+    async def server_settings(request: Request) -> Response:
+        """DIALS' workers, gateway timeout, rendering cost and gzip (dials/server.py)."""
+        if request.method == "PUT":
+            try:
+                body = orjson.loads(await request.body() or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError("give a JSON object")
+                return json_response(server.configure(body))
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                return json_response({"detail": str(exc)}, 400)
+        return json_response(server.settings())
 
     async def faults(request: Request) -> Response:
         s = state.settings
@@ -63,13 +79,17 @@ def control_routes(state: EmulatorState) -> list[Route]:
         Route("/_emulator/clock", clock, methods=["GET", "PUT"]),
         Route("/_emulator/stats", stats, methods=["GET", "DELETE"]),
         Route("/_emulator/faults", faults, methods=["GET", "PUT"]),
+        Route("/_emulator/server", server_settings, methods=["GET", "PUT"]),
         Route("/_emulator/truth", truth),
     ]
 
 
 def build_app(state: EmulatorState):
+    """Faults and latency (any data service) in front of DIALS' server model (/api/ only) in
+    front of the twins' routes."""
+    server = DialsServer(None, state)
     routes = [
-        *control_routes(state),
+        *control_routes(state, server),
         *keycloak.routes(state),
         *dials.routes(state),
         *oms.routes(state),
@@ -78,4 +98,5 @@ def build_app(state: EmulatorState):
     ]
     app = Starlette(routes=routes)
     app.state.emulator = state
-    return FaultMiddleware(app, state)
+    server.app = app
+    return FaultMiddleware(server, state)

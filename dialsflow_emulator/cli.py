@@ -36,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-ttl", type=int, default=1200, help="access token lifetime (s)")
     serve.add_argument("--client", action="append", default=[], metavar="ID:SECRET",
                        help="register a confidential client (default: the emulator's own)")
+    dials = serve.add_argument_group(
+        "DIALS server model", "production DIALS: 5 pods x 3 sync gunicorn workers, nginx and "
+        "gunicorn timeouts of 30 s, nginx gzip (docs/emulator.md)")
+    dials.add_argument("--server-workers", type=int, default=15, metavar="N",
+                       help="requests DIALS renders at once; more wait in a queue")
+    dials.add_argument("--gateway-timeout-s", type=float, default=30.0, metavar="S",
+                       help="queueing plus rendering beyond this is nginx's 504")
+    dials.add_argument("--server-ms-per-mb", type=float, default=0.0, metavar="MS",
+                       help="rendering time per MB of JSON (production-like: 200)")
+    dials.add_argument("--server-base-ms", type=float, default=0.0, metavar="MS",
+                       help="rendering time of any request (production-like: 30)")
+    dials.add_argument("--no-gzip", dest="gzip", action="store_false",
+                       help="answer DIALS uncompressed (nginx gzips JSON in production)")
 
     truth = sub.add_parser("truth", help="print the synthetic world as JSON")
     _world_args(truth)
@@ -135,6 +148,13 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0.0 <= args.fault_rate <= 1.0:
         print("dialsflow-emulator: --fault-rate must be between 0 and 1", file=sys.stderr)
         return 2
+    for flag, value, low in (("--server-workers", args.server_workers, 1),
+                             ("--gateway-timeout-s", args.gateway_timeout_s, 0.001),
+                             ("--server-ms-per-mb", args.server_ms_per_mb, 0.0),
+                             ("--server-base-ms", args.server_base_ms, 0.0)):
+        if not value >= low:
+            print(f"dialsflow-emulator: {flag} must be at least {low:g}", file=sys.stderr)
+            return 2
     clients = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
     for item in args.client:
         cid, sep, secret = item.partition(":")
@@ -145,7 +165,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(profile=args.profile, seed=args.seed, latency_ms=args.latency_ms,
                         fault_rate=args.fault_rate, fault_kinds=kinds,
                         fault_max_consecutive=args.fault_max_consecutive,
-                        retry_after_s=args.retry_after, token_ttl=args.token_ttl, clients=clients)
+                        retry_after_s=args.retry_after, token_ttl=args.token_ttl, clients=clients,
+                        server_workers=args.server_workers,
+                        gateway_timeout_s=args.gateway_timeout_s,
+                        server_ms_per_mb=args.server_ms_per_mb,
+                        server_base_ms=args.server_base_ms, gzip=args.gzip)
     world = build_world(args.profile, args.seed)
     state = EmulatorState(world, settings, issuer=f"http://{args.host}:{args.port}/auth/realms/cern",
                           now=args.now)

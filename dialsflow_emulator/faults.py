@@ -17,7 +17,7 @@ import threading
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .httputil import NGINX_PAGES
+from .httputil import NGINX_PAGES, send_page
 from .state import EmulatorState
 from .world.basics import stable_int
 
@@ -86,19 +86,11 @@ class FaultMiddleware:
             await self.app(scope, receive, _truncating_send(send, reset))
             return
         if kind == "429":
-            await _send(send, 429, b'{"detail":"Request was throttled."}', b"application/json",
+            await send_page(send, 429, b'{"detail":"Request was throttled."}', b"application/json",
                         [(b"retry-after", str(state.settings.retry_after_s).encode())])
             return
         status = int(kind) if kind.isdigit() else 502
-        await _send(send, status, NGINX_PAGES.get(status, NGINX_PAGES[502]), b"text/html")
-
-
-async def _send(send, status: int, body: bytes, content_type: bytes,
-                extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    headers += extra or []
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await send_page(send, status, NGINX_PAGES.get(status, NGINX_PAGES[502]), b"text/html")
 
 
 def _truncating_send(send, reset):

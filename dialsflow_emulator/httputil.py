@@ -48,6 +48,15 @@ def debreach_comment() -> bytes:
 ALNUM = string.ascii_letters + string.digits
 
 
+async def send_page(send, status: int, body: bytes, content_type: bytes,
+                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send a whole answer from ASGI middleware (a gateway's own pages, throttling)."""
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (
+        extra or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Compact JSON like Django REST framework and dbs2go emit (orjson keeps floats '1.0')."""
     return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,

@@ -105,6 +105,13 @@ class EmulatorProcess:
     def set_faults(self, **settings: Any) -> dict:
         return self._control("PUT", "faults", settings)
 
+    def server(self) -> dict:
+        """DIALS' server model: workers, gateway_timeout_s, ms_per_mb, base_ms, gzip."""
+        return self._control("GET", "server")
+
+    def set_server(self, **settings: Any) -> dict:
+        return self._control("PUT", "server", settings)
+
     def _control(self, method: str, name: str, body: dict | None = None) -> dict:
         r = requests.request(method, f"{self.url}/_emulator/{name}", json=body, timeout=30)
         r.raise_for_status()

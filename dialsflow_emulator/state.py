@@ -39,6 +39,12 @@ class Settings:
     retry_after_s: int = 1
     token_ttl: int = 1200
     refresh_ttl: int = 36000
+    # DIALS' serving capacity (dials/server.py, docs/emulator.md "DIALS server model")
+    server_workers: int = 15  # 5 pods x 3 sync gunicorn workers
+    gateway_timeout_s: float = 30.0  # nginx proxy_read_timeout and gunicorn --timeout
+    server_ms_per_mb: float = 0.0  # rendering cost per MB of JSON (0: instant, for tests)
+    server_base_ms: float = 0.0  # cost of any request (auth, routing, queries)
+    gzip: bool = True  # nginx gzip of JSON and HTML answers
     clients: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET})
 

@@ -5,15 +5,18 @@ OpenAPI file next to it. Every answer is derived from the `World` at the request
 a run, lumisection or histogram exists in DIALS iff its LS is in
 `World.dials_ls(dataset_id, run, now)`.
 
-Speed (the twin must serve ≥ 50 MB/s of th2 JSON on one core): th1/th2 rows are serialised
-once and kept as bytes in an LRU bounded by size; a page is the join of its rows; whole
-bodies are cached 30 s per URL like DIALS' Redis cache. Keys are walked lazily in
+Speed (the twin must serve ≥ 50 MB/s of th2 JSON on one core, with `--no-gzip`; nginx's
+gzip, on by default as in production, costs about 10 ms per MB more): th1/th2 rows are
+serialised once and kept as bytes in an LRU bounded by size; a page is the join of its rows;
+whole bodies are cached 30 s per URL like DIALS' Redis cache. Keys are walked lazily in
 composite-key order with keyset (bisect) skipping, so no request materialises the rows of
 a whole dataset.
 
-Modules, in request order: routes (URL table, pipeline), auth, context (workspace and
-clock), params (filters), cursors and keyset (pagination), levels and resources (key spaces
-and rows), handlers (views), thirdparty (CAF, Run Registry, brilcalc, OMS proxy), cache.
+Modules, in request order: server (DIALS' capacity: worker slots, rendering time, nginx's 504
+and gzip), routes (URL table, pipeline), auth, context (workspace and clock), params
+(filters; pgregex for PostgreSQL's regular expressions), cursors and keyset (pagination),
+levels and resources (key spaces and rows), handlers (views), thirdparty (CAF, Run Registry,
+brilcalc, OMS proxy), cache.
 """
 
 from .routes import routes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -38,6 +39,7 @@ from .resources import (
     MlModels,
     Runs,
 )
+from .server import RENDER_KEY
 from .thirdparty import brilcalc_lumi, caf, editable_datasets, oms_proxy
 
 API = "/api/v1"
@@ -67,7 +69,7 @@ class Options:
 
     public: bool = False  # no authentication (auth/new-device/)
     workspace: bool = True  # reads the Workspace header (data routes)
-    cached: bool = True  # 30 s body cache per URL
+    cached: bool = True  # 30 s page cache (DIALS: cache_page on list and key/retrieve views)
     methods: tuple[str, ...] = ("GET", "HEAD")
     with_body: bool = False  # handler(request, ctx, body): POST JSON exports
 
@@ -97,8 +99,16 @@ class Endpoints:
                 return json_response({"detail": "X-Emulator-Now is not ISO 8601"}, 400)
             except ApiError as exc:
                 return exc.response
-            cache_key = (workspace, str(request.url), now, state.failing_me)
+            # Django's cache_page keys on the absolute URL and, by vary_on_headers, the raw
+            # Workspace header. The world clock is part of the key too: tests move it
+            # (X-Emulator-Now, PUT /_emulator/clock) faster than 30 s pass, and a page
+            # rendered at another "now" would show another world.
+            render = request.scope.get(RENDER_KEY)
+            cache_key = (request.headers.get("workspace"), str(request.url), now,
+                         state.failing_me)
             if options.cached and (body := self.pages.get(cache_key)) is not None:
+                if render is not None:
+                    render.cache_hit = True
                 return raw_json(body)
             ctx = make_ctx(state, workspace, now)
             try:
@@ -110,8 +120,12 @@ class Endpoints:
                 return exc.response
             if isinstance(result, Response):
                 return result
-            if options.cached:
-                self.pages.put(cache_key, result)
+            if options.cached:  # stored once rendering finished (dials/server.py)
+                store = functools.partial(self.pages.put, cache_key, result)
+                if render is None:
+                    store()
+                else:
+                    render.store = store
             return raw_json(result)
 
         return endpoint
@@ -146,20 +160,24 @@ def routes(state: EmulatorState) -> list[BaseRoute]:
     datasets, files, runs, lumis = DatasetIndex(), FileIndex(), Runs(), Lumisections()
     models, bad = MlModels(), MlBadLumisections()
     ep = Endpoints(state)
-    anywhere = Options(workspace=False)
+    # cache_page decorates only list, retrieve and the composite-key views; counts, the MEs
+    # of a run, exports and the other services' views are rendered every time
+    # [cms-DQM/dials: backend/*/viewsets.py]
+    fresh = Options(cached=False)
+    anywhere = Options(workspace=False, cached=False)
     exports = Options(methods=("GET", "HEAD", "POST"), with_body=True, cached=False)
     n = "{%s:dials_int}"
     table: list[tuple[str, Callable, Options]] = [
         ("dataset-index/", list_handler(datasets), Options()),
         ("dataset-index/{dataset_id}/", retrieve_handler(datasets), Options()),
         ("file-index/", list_handler(files), Options()),
-        ("file-index/count/", count_handler(files), Options()),
+        ("file-index/count/", count_handler(files), fresh),
         (f"file-index/{n % 'dataset_id'}/{n % 'file_id'}/", key_handler(files), Options()),
         ("run/", list_handler(runs), Options()),
-        ("run/count/", count_handler(runs), Options()),
+        ("run/count/", count_handler(runs), fresh),
         (f"run/{n % 'dataset_id'}/{n % 'run_number'}/", key_handler(runs), Options()),
         ("lumisection/", list_handler(lumis), Options()),
-        ("lumisection/count/", count_handler(lumis), Options()),
+        ("lumisection/count/", count_handler(lumis), fresh),
         (f"lumisection/{n % 'dataset_id'}/{n % 'run_number'}/{n % 'ls_number'}/",
          key_handler(lumis), Options()),
         *[(f"{res.model.lower()}/", list_handler(res), Options()) for res in (th1, th2)],
@@ -167,7 +185,7 @@ def routes(state: EmulatorState) -> list[BaseRoute]:
            f"{n % 'me_id'}/", key_handler(res), Options()) for res in (th1, th2)],
         ("mes/", mes_list, Options()),
         ("mes/{me_id}/", mes_retrieve, Options()),
-        (f"mes/{n % 'dataset_id'}/{n % 'run_number'}/", mes_of_run, Options()),
+        (f"mes/{n % 'dataset_id'}/{n % 'run_number'}/", mes_of_run, fresh),
         ("ml-models-index/", list_handler(models), Options()),
         ("ml-models-index/{model_id}/", retrieve_handler(models), Options()),
         ("ml-bad-lumisection/", list_handler(bad), Options()),

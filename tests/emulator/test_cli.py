@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from dialsflow.config.connections import CONN_IDS, DialsSettings, from_env
+from dialsflow_emulator.process import EmulatorProcess
 
 BIN = Path(sys.executable).parent
 
@@ -56,11 +57,21 @@ def test_env_prints_the_four_connections_dialsflow_reads():
 
 
 def test_serve_rejects_bad_flags_with_one_line():
-    for flags in (["--fault-kinds", "boom"], ["--fault-rate", "2"], ["--client", "nosecret"]):
+    for flags in (["--fault-kinds", "boom"], ["--fault-rate", "2"], ["--client", "nosecret"],
+                  ["--server-workers", "0"], ["--gateway-timeout-s", "0"],
+                  ["--server-ms-per-mb", "-1"], ["--server-base-ms", "nan"]):
         out = _run("serve", "--port", "1", *flags)
         assert out.returncode == 2
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_serve_flags_set_the_dials_server_model():
+    flags = ("--server-workers", "4", "--gateway-timeout-s", "12", "--server-ms-per-mb", "200",
+             "--server-base-ms", "30", "--no-gzip")
+    with EmulatorProcess(*flags) as emu:
+        assert emu.server() == {"workers": 4, "gateway_timeout_s": 12.0, "ms_per_mb": 200.0,
+                                "base_ms": 30.0, "gzip": False}
 
 
 def test_dialsflow_connections_masks_secrets(emulator):

@@ -426,6 +426,18 @@ def test_failing_me_fails_only_its_pages(dials: DialsHttp, emulator: EmulatorPro
 # --------------------------------------------------------------------------- workspaces
 
 
+def test_oms_errors_behind_the_oms_proxy_are_djangos_500(dials: DialsHttp) -> None:
+    """DIALS raises on any OMS error and on a missing `endpoint`; nothing catches it."""
+    assert dials.get("oms-proxy/", {"endpoint": "runs", "page[limit]": "1"}).status_code == 200
+    for params in ({"endpoint": "no-such-resource"},  # OMS: 404
+                   {"endpoint": "runs", "filter[run_number][XX]": "1"},  # OMS: 400
+                   {"filter[run_number][EQ]": "1"}):  # no endpoint
+        r = dials.get("oms-proxy/", params)
+        assert r.status_code == 500, params
+        assert r.headers["content-type"].startswith("text/html")
+        assert "<title>Server Error (500)</title>" in r.text
+
+
 def test_workspace_header(dials: DialsHttp) -> None:
     r = dials.get("run/", headers={"Workspace": "muon"})
     assert (r.status_code, r.json()) == (404, {"detail": "Workspace 'muon' not found"})
