@@ -141,15 +141,25 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
     mes = expand_mes(dials, list(job.me_patterns), job.me_type)
     in_dials = {ds: _dials_runs(dials, ds_id, ds) for ds, ds_id in datasets.items()}
 
-    # Every run someone knows: the certification, DIALS (for these datasets), and OMS
-    # between the lowest and highest of those.
+    # Every run someone knows: the certification, DIALS (for these datasets), and OMS since
+    # the datasets exist (the era began), or within an explicit selection.
     known = set(cert.runs).union(*in_dials.values())
-    if runs is not None:
+    records: dict[int, OmsRun] = {}
+    if runs is None:
+        created = [c for ds in datasets if (c := dbs.dataset_created(ds)) is not None]
+        if created:
+            since = datetime.fromtimestamp(min(created), at.tzinfo)
+            records = {r.run_number: r for r in oms.runs_started_since(since)}
+    else:
         known = {r for r in known if r in runs} | set(runs.listed or ())
+        if known:
+            records = {r.run_number: r for r in oms.runs_numbered(*runs.bounds)
+                       if r.run_number in runs}
+    if missing := sorted(known - records.keys()):
+        records |= {r.run_number: r for r in oms.runs_numbered(missing[0], missing[-1])}
+    known |= {r for r in records if runs is None or r in runs}
     if not known:
         return plan
-    records = {r.run_number: r for r in oms.runs_numbered(min(known), max(known))}
-    known |= {r for r in records if runs is None or r in runs}
 
     for dataset, dataset_id in datasets.items():
         keys = {me: UnitKey(job.workspace, dataset, me) for me in mes}

@@ -148,6 +148,14 @@ class DbsClient(Client):
                 out.setdefault(run, []).append(DbsFile(lfn, int(row.get("creation_date") or 0)))
         return out
 
+    def dataset_created(self, dataset: str) -> int | None:
+        """When DBS registered the dataset (unix seconds), None if DBS does not know it."""
+        rows = self.get("datasets", {"dataset": dataset, "dataset_access_type": "*",
+                                     "detail": 1})
+        found = [int(r["creation_date"]) for r in rows
+                 if r.get("dataset") == dataset and r.get("creation_date")]
+        return min(found, default=None)
+
     def dataset_exists(self, dataset: str) -> bool:
         rows = self.get("datasets", {"dataset": dataset, "dataset_access_type": "*"})
         return any(row.get("dataset") == dataset for row in rows)

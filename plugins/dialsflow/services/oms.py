@@ -36,7 +36,7 @@ log = logging.getLogger("dialsflow")
 
 PAGE_LIMIT = 500  # rows per OMS page; OMS' hard limit is 100000 (docs/reference/oms.md §2)
 RUN_FIELDS = ("run_number", "fill_number", "start_time", "end_time", "stable_beam",
-              "recorded_lumi", "delivered_lumi", "components", "last_lumisection_number", "era")
+              "recorded_lumi", "delivered_lumi", "components", "last_lumisection_number")
 
 #: recorded_lumi units seen per row in `meta.row` (docs/reference/oms.md §4.1, §6.1) →
 #: factor to pb^-1.
@@ -59,7 +59,6 @@ class OmsRun:
     delivered_lumi: float | None
     components: tuple[str, ...]
     last_lumisection_number: int | None
-    era: str | None = None  # acquisition era, e.g. "Run2024C" (§6.1)
 
     @property
     def ended(self) -> bool:
@@ -79,7 +78,6 @@ class OmsRun:
             delivered_lumi=_lumi(a.get("delivered_lumi"), units.get("delivered_lumi")),
             components=tuple(a.get("components") or ()),
             last_lumisection_number=a.get("last_lumisection_number"),
-            era=a.get("era") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +86,7 @@ class OmsRun:
                 "end_time": iso(self.end_time) if self.end_time else None,
                 "stable_beam": self.stable_beam, "recorded_lumi": self.recorded_lumi,
                 "delivered_lumi": self.delivered_lumi, "components": list(self.components),
-                "last_lumisection_number": self.last_lumisection_number, "era": self.era}
+                "last_lumisection_number": self.last_lumisection_number}
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -142,6 +140,12 @@ class OmsRuns(Client):
                                 ("end_time", "LT", iso(hi))])
         # OMS compares at its own resolution; keep exactly the half-open window.
         return [r for r in runs if r.end_time is not None and lo <= r.end_time < hi]
+
+    def runs_started_since(self, start: datetime) -> list[OmsRun]:
+        """Runs that started at or after `start`, ongoing ones included."""
+        lo = utc(start)
+        runs = self.query_runs([("start_time", "GE", iso(lo))])
+        return [r for r in runs if r.start_time is None or r.start_time >= lo]
 
     def runs_numbered(self, first: int, last: int) -> list[OmsRun]:
         """Runs first..last (inclusive), ongoing ones included (end_time None)."""
