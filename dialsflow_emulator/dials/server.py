@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..httputil import NGINX_PAGES, send_page
+from ..httputil import NGINX_PAGES, send_page, server_error_html
 from ..state import EmulatorState
 
 SERVED_PREFIX = "/api/"
@@ -55,6 +56,7 @@ GZIP_LEVEL = 1
 GZIP_IN_THREAD_BYTES = 256 * 1024  # zlib releases the GIL: big bodies compress off the loop
 GZIP_CACHE_BYTES = 64 * 2**20
 MB = 1_000_000
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -224,18 +226,25 @@ class DialsServer:
             return
         started = loop.time()
         self._waited(started - arrived)
-        answer, info = await self._render(scope, request_body)
-        finished = started + max(self._cost(answer, info), loop.time() - started)
-        killed_at = started + timeout  # gunicorn's --timeout, the same 30 s as nginx's
-        if finished <= deadline:
-            await asyncio.sleep(finished - loop.time())
-            self._finish(info, finished - started)
-            await self._respond(scope, send, answer)
-            return
-        await asyncio.sleep(max(0.0, deadline - loop.time()))
+        holding = True
+        try:
+            answer, info = await self._render(scope, request_body)
+            finished = started + max(self._cost(answer, info), loop.time() - started)
+            killed_at = started + timeout  # gunicorn's --timeout, the same 30 s as nginx's
+            if finished <= deadline:
+                await asyncio.sleep(finished - loop.time())
+                holding = False
+                self._finish(info, finished - started)
+                await self._respond(scope, send, answer)
+                return
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            holding = False
+            self._spawn(self._hold_until(finished, killed_at, info, started))
+        finally:
+            if holding:  # cancelled (shutdown): free the worker
+                self.pool.release()
         self.stats.gateway_timeouts += 1
         await send_page(send, 504, NGINX_PAGES[504], b"text/html")
-        self._spawn(self._hold_until(finished, killed_at, info, started))
 
     def _waited(self, seconds: float) -> None:
         if seconds > 0.001:
@@ -264,19 +273,29 @@ class DialsServer:
         """After a 504: the worker renders on until done or killed at its timeout."""
         loop = asyncio.get_running_loop()
         if finished > killed_at:
-            await asyncio.sleep(max(0.0, killed_at - loop.time()))
+            try:
+                await asyncio.sleep(max(0.0, killed_at - loop.time()))
+            finally:  # a fresh worker replaces the killed one; nothing is cached
+                self.pool.release()
             self.stats.worker_kills += 1
             self.stats.render_s += killed_at - started
-            self.pool.release()  # a fresh worker replaces the killed one; nothing is cached
             return
-        await asyncio.sleep(max(0.0, finished - loop.time()))
+        try:
+            await asyncio.sleep(max(0.0, finished - loop.time()))
+        except BaseException:
+            self.pool.release()
+            raise
         self._finish(info, finished - started)
 
     async def _render_for_nobody(self, scope, request_body: bytes) -> None:
         loop = asyncio.get_running_loop()
         await self.pool.acquire(None)
         started = loop.time()
-        answer, info = await self._render(scope, request_body)
+        try:
+            answer, info = await self._render(scope, request_body)
+        except BaseException:
+            self.pool.release()
+            raise
         finished = started + max(self._cost(answer, info), loop.time() - started)
         await self._hold_until(finished, started + self.state.settings.gateway_timeout_s,
                                info, started)
@@ -303,7 +322,13 @@ class DialsServer:
             elif message["type"] == "http.response.body":
                 parts.append(message.get("body", b""))
 
-        await self.app(inner, replay, keep)
+        try:
+            await self.app(inner, replay, keep)
+        except Exception:  # an emulator bug: Django would answer its 500 page
+            LOG.exception("DIALS twin failed on %s", scope.get("path"))
+            response = server_error_html()
+            return Captured(response.status_code, list(response.raw_headers),
+                            response.body), info
         return Captured(start.get("status", 500), list(start.get("headers", [])),
                         b"".join(parts)), info
 
