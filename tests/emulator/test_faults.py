@@ -111,3 +111,14 @@ def test_latency_is_added_to_data_requests():
         requests.get(f"{emu.url}/_emulator/health", timeout=10)
         fast = time.monotonic() - t0
     assert slow >= 0.3 > fast
+
+
+def test_faults_act_in_front_of_the_dials_server_model(faulty):
+    """A faulted DIALS request never reaches one of DIALS' workers (docs/emulator.md)."""
+    faulty.set_faults(fault_kinds=["503"], fault_rate=1.0)
+    faulty.reset_stats()
+    r = requests.get(f"{faulty.url}/api/v1/run/?front=1", timeout=10)
+    assert r.status_code == 503 and "nginx" in r.text
+    stats = faulty.stats()
+    assert stats["faults"] == {"503": 1}
+    assert stats["dials_server"]["requests"] == 0
