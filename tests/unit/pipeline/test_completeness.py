@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dialsflow.lumis import format_ranges
 from dialsflow.pipeline.completeness import RunCheck, overlaps
 from dialsflow.store.layout import UnitKey, run_file
 from dialsflow_emulator.process import EmulatorProcess
@@ -52,15 +53,30 @@ class World:
             if name in self.runs and self.runs[name].get(p["run"], {}).get("in_dbs"):
                 planted.setdefault((name, p["run"]), set()).update(p["ls"])
         self.planted = planted
+        self.invalid = truth["planted"]["invalid_files"]
         self.copy_error = next(p for p in truth["planted"]["dials_missing_ls"]
                                if p.get("cause") == "COPY_ERROR")
         zb = self.runs[ZB]
         self.pending = min(r for r, v in zb.items() if v["in_dbs"] and not v["in_dials"])
         self.clean = sorted(r for r in zb if all(
             self.runs[d].get(r, {}).get("in_dials") and
-            self.runs[d][r]["dbs_ls"] == self.runs[d][r]["dials_ls"] for d in (ZB, EXPRESS))
+            self.runs[d][r]["dbs_valid_ls"] == self.runs[d][r]["dials_ls"] for d in (ZB, EXPRESS))
         )[:2]
-        self.checked = sorted({run for _, run in planted} | {self.pending, *self.clean})
+        self.checked = sorted({run for _, run in planted} | {self.pending, *self.clean}
+                              | {f["run"] for f in self.invalid})
+
+    def beyond_dbs(self, runs: list[int]) -> dict[tuple[str, int], set[int]]:
+        """DIALS − DBS per (dataset, run): rows of files DBS has invalidated since (DIALS
+        never looks at validity), which parquet then holds beyond DBS."""
+        out = {}
+        for name, runs_of in self.runs.items():
+            for run in runs:
+                info = runs_of.get(run)
+                if info and info["in_dbs"]:
+                    beyond = ls_set(info["dials_ls"]) - ls_set(info["dbs_valid_ls"])
+                    if beyond:
+                        out[(name, run)] = beyond
+        return out
 
     def expected(self, runs: list[int]) -> dict[tuple[str, int], set[int]]:
         """DBS − DIALS per (dataset, run) with a gap: what parquet must lack."""
@@ -69,7 +85,7 @@ class World:
             for run in runs:
                 info = runs_of.get(run)
                 if info and info["in_dbs"]:
-                    gap = ls_set(info["dbs_ls"]) - ls_set(info["dials_ls"])
+                    gap = ls_set(info["dbs_valid_ls"]) - ls_set(info["dials_ls"])
                     if gap:
                         out[(name, run)] = gap
         return out
@@ -112,27 +128,30 @@ def test_reports_exactly_the_planted_gaps(emulator, world, fetched):
     report = orjson.loads(r.stdout)
     expected = world.expected(world.checked)
     # What the emulator planted: single LS, the COPY_ERROR file, a run DIALS has not yet.
-    pending = ls_set(world.runs[ZB][world.pending]["dbs_ls"])
+    pending = ls_set(world.runs[ZB][world.pending]["dbs_valid_ls"])
     assert expected == {**world.planted, (ZB, world.pending): pending}
     ce_run = world.copy_error["run"]
     assert set(world.copy_error["ls"]) <= expected[(ZB, ce_run)]
     assert gaps(report, "missing_in_parquet") == expected
     assert gaps(report, "upstream_gap") == expected  # all of it is DIALS' doing...
     assert gaps(report, "ours") == {}  # ...none ours
-    assert gaps(report, "extra") == {}
+    invalid = {(ZB if f["dataset_id"] == world.ids[ZB] else EXPRESS, f["run"])
+               for f in world.invalid}
+    assert gaps(report, "extra") == world.beyond_dbs(world.checked)
+    assert set(gaps(report, "extra")) <= invalid
     assert {(u["dataset"], r["run"]) for u in report["units"] for r in u["runs"]
-            if not r["ok"]} == set(expected)
+            if not r["ok"]} == set(expected) | set(world.beyond_dbs(world.checked))
     assert report["complete"] is False and report["with_dials"] is True
     assert report["summary"]["ls"]["missing_in_parquet"] == sum(map(len, expected.values()))
     for u in report["units"]:
         assert u["me"] == f"PixelPhase1/Tracks/PXBarrel/{CHARGE.rsplit('/', 1)[1]}"
         for run in u["runs"]:
             info = world.runs[u["dataset"]][run["run"]]
-            assert ls_set(run["dbs"]) == ls_set(info["dbs_ls"])
+            assert ls_set(run["dbs"]) == ls_set(info["dbs_valid_ls"])
             assert ls_set(run["dials"]) == ls_set(info["dials_ls"])
             missing = len(expected.get((u["dataset"], run["run"]), ()))
             assert run["dials_missing_fraction"] == pytest.approx(missing / len(
-                ls_set(info["dbs_ls"])))
+                ls_set(info["dbs_valid_ls"])))
 
 
 def test_table_names_each_gap_once_and_json_agrees(emulator, world, fetched):
@@ -147,14 +166,17 @@ def test_table_names_each_gap_once_and_json_agrees(emulator, world, fetched):
                for u in report["units"] for r in u["runs"])
     expected = world.expected(world.checked)
     assert gaps(report, "missing_in_parquet") == expected
+    beyond = world.beyond_dbs(world.checked)
     lines = [line for line in table.stdout.splitlines() if line.startswith("/")]
-    assert len(lines) == len(expected)
+    assert len(lines) == len(set(expected) | set(beyond))
     for line in lines:
         cells = line.split()
         dataset, me, run, dbs, parquet, missing = cells[:6]
-        gap = expected[(dataset, int(run))]
+        gap = expected.get((dataset, int(run)), set())
+        over = beyond.get((dataset, int(run)), set())
         assert me == "charge_PXLayer_1" and int(missing) == len(gap)
-        assert int(dbs) - int(parquet) == len(gap)
+        assert int(dbs) - int(parquet) == len(gap) - len(over)
+        assert (f"extra {format_ranges(sorted(over))}" in line) == bool(over)
     summary = table.stdout.splitlines()[-1]
     assert summary.startswith("INCOMPLETE: 2 dataset × ME units")
     assert f"missing in parquet {sum(map(len, expected.values()))} " in summary
@@ -178,7 +200,7 @@ def test_deleted_parquet_file_is_ours(emulator, world, fetched, tmp_path):
     r = check(fetched, env_for(emulator), world.clean, "--with-dials", "--json", out=out)
     assert r.returncode == 1, r.stderr
     report = orjson.loads(r.stdout)
-    everything = ls_set(world.runs[ZB][run]["dbs_ls"])
+    everything = ls_set(world.runs[ZB][run]["dbs_valid_ls"])
     assert gaps(report, "missing_in_parquet") == {(ZB, run): everything}
     assert gaps(report, "ours") == {(ZB, run): everything}  # DIALS has it: our failure
     assert gaps(report, "upstream_gap") == {}

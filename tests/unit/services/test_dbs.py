@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -29,8 +30,11 @@ def client_for(url: str, **settings: object) -> DbsClient:
 
 
 def dbs_truth(truth: dict, dataset: str) -> dict[int, frozenset[int]]:
-    return {run: frozenset(ls_set(info["dbs_ls"]))
+    """What DBS holds in valid files (validFileOnly=1: an invalidated file's LS are not
+    expected anywhere)."""
+    runs = {run: frozenset(ls_set(info["dbs_valid_ls"]))
             for run, info in dataset_runs(truth, dataset).items() if info["in_dbs"]}
+    return {run: ls for run, ls in runs.items() if ls}
 
 
 @pytest.mark.parametrize("dataset", [ZB, EXPRESS])
@@ -81,7 +85,7 @@ class FrontEnd(BaseHTTPRequestHandler):
         elif "/blocks?" in self.path:
             self._send(200, orjson.dumps([{"block_name": f"{ZB}#a"}, {"block_name": f"{ZB}#b"}]))
         elif "/filelumis?" in self.path:  # one row per (file, run), LS as lists, overlapping
-            b = self.path.endswith("%23b")
+            b = parse_qs(urlsplit(self.path).query)["block_name"] == [f"{ZB}#b"]
             self._send(200, orjson.dumps([
                 {"logical_file_name": "/store/x.root", "run_num": 379417,
                  "lumi_section_num": [3, 4, 5] if b else [1, 2, 3], "event_count": [0, 0, 0]},
@@ -131,3 +135,21 @@ def test_list_shaped_filelumis_are_merged(front_end):
         assert dbs.run_lumis(ZB) == {379417: frozenset({1, 2, 3, 4, 5}),
                                      379420: frozenset({7})}
         assert dbs.run_lumis(ZB, [379420]) == {379420: frozenset({7})}
+
+
+def test_invalidated_files_are_left_out(emulator, truth):
+    """DBS keeps an invalidated file listed unless asked for valid files only; dialsflow
+    always asks, so neither its file list nor its LS count such a file."""
+    with client_for(emulator.url) as dbs:
+        for bad in truth["planted"]["invalid_files"]:
+            dataset = next(d["dataset"] for d in truth["datasets"]
+                           if d["dataset_id"] == bad["dataset_id"])
+            files = dbs.files_by_run(dataset)
+            assert bad["lfn"] not in {f.lfn for f in files.get(bad["run"], [])}
+            everything = dbs.get("files", {"dataset": dataset, "run_num": bad["run"]})
+            assert bad["lfn"] in {row["logical_file_name"] for row in everything}
+            valid = dataset_runs(truth, dataset)[bad["run"]]["dbs_valid_ls"]
+            assert dbs.run_lumis(dataset, [bad["run"]]).get(bad["run"], frozenset()) == \
+                frozenset(ls_set(valid))
+            assert dbs.dataset_created(dataset) is not None
+        assert dbs.dataset_created("/NoSuchPD/Run2024C-v1/DQMIO") is None
