@@ -6,14 +6,16 @@ from pathlib import Path
 
 import orjson
 
-from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitCheck, UnitTask
+from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitTask
 from dialsflow.config.runs import RunSelection
 from dialsflow.pipeline.units import Unit
 from dialsflow.store.layout import UnitKey
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO",
               "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1")
-TASK = UnitTask("zb", Path("/srv/out/zb"), Unit(KEY, 7, 3, 1, (380001, 380003)))
+TASK = UnitTask("zb", Path("/srv/out/zb"), Unit(KEY, 7, 3, 1, (380001, 380003)),
+                {"Cert_Collisions2024_379433_380013_Golden.json": (380001,),
+                 "Cert_Collisions2024_379433_380100_Golden.json": (380003,)}, (380003,))
 
 
 def through_json(data: dict) -> dict:
@@ -36,18 +38,23 @@ def test_unit_task_keeps_the_mapped_kwargs_flat_and_labels_the_grid():
     data = through_json(TASK.to_json())
     assert data == {"workspace": "tracker", "dataset": KEY.dataset, "dataset_id": 7,
                     "me": KEY.me, "me_id": 3, "dim": 1, "runs": [380001, 380003],
-                    "job": "zb", "output": "/srv/out/zb"}
+                    "job": "zb", "output": "/srv/out/zb",
+                    "certified_by": {"Cert_Collisions2024_379433_380013_Golden.json": [380001],
+                                     "Cert_Collisions2024_379433_380100_Golden.json": [380003]},
+                    "stuck": [380003]}
     assert UnitTask.from_json(data) == TASK
     assert TASK.label == f"zb: {KEY.dataset} × charge_PXLayer_1"
+    assert TASK.certification_of() == {
+        380001: "Cert_Collisions2024_379433_380013_Golden.json",
+        380003: "Cert_Collisions2024_379433_380100_Golden.json"}
 
 
-def test_night_plan_round_trip_with_checks_and_job_notes():
-    check = UnitCheck(TASK, (379990,))
-    night = NightPlan([TASK], [check], [{"job": "zb", "pending": [], "skipped": []}])
+def test_night_plan_round_trip_with_job_notes():
+    notes = {"job": "zb", "counts": {"due": 2}, "runs": [], "stuck": []}
+    night = NightPlan([TASK], [notes])
     back = NightPlan.from_json(through_json(night.to_json()))
     assert back == night
-    assert back.checks[0].runs == (379990, 380001, 380003)
-    assert back.job_notes("zb")["job"] == "zb" and back.job_notes("other") == {}
+    assert back.job_notes("zb") == notes and back.job_notes("other") == {}
 
 
 def test_ingest_result_round_trip():
