@@ -36,6 +36,6 @@ def oms(emu: EmulatorProcess, via: str, dials: DialsClient | None = None) -> Oms
 
 
 def caf_client(emu: EmulatorProcess, cert_class: str = "Collisions24",
-               kind: str = "golden") -> CafClient:
+               kind: str = "golden", energy: str | None = None) -> CafClient:
     return CafClient(CafSettings.from_connection(
-        connection(emu, "caf_default", **{"class": cert_class, "kind": kind})))
+        connection(emu, "caf_default", **{"class": cert_class, "kind": kind})), energy=energy)

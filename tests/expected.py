@@ -1,33 +1,43 @@
-"""What the nightly DAG should find due, computed from the emulator's truth alone."""
+"""What discovery should say of each run, computed from the emulator's truth alone."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from dialsflow.config.jobs import Job
 from dialsflow_emulator.world import utc
 
 ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
+#: DIALS file-index statuses of files that will not change any more.
+SETTLED = ("FINISHED", "FILE_NOT_AVAILABLE", "COPY_ERROR", "ROOTFILE_ERROR", "PARSING_ERROR")
 
 
-def due_from_truth(truth: dict, job: Job, start, end, dataset: str = ZB,
-             certified: set[int] | None = None) -> tuple[list[int], dict[int, str]]:
-    """(due runs, {pending run: why}) of a dataset from the truth alone; certified =
-    the latest Golden JSON's runs unless given."""
+def statuses_from_truth(truth: dict, dataset: str = ZB, *, certified: set[int] | None = None,
+                        stuck_hours: float = 48.0) -> dict[int, str]:
+    """Run → the status a job with only the `stable_beam` OMS filter gives it in `dataset`
+    at the truth's clock (nothing in the manifest); certified = the Golden release in force
+    unless given."""
+    now = utc(truth["now"])
     golden = certified if certified is not None else \
         {int(r) for r in truth["certification"]["golden_runs"]}
-    ds = next(d for d in truth["datasets"] if d["dataset"] == dataset)["runs"]
-    low = start - timedelta(days=job.lookback_days)
-    due, pending = [], {}
+    last = max(golden, default=0)
+    runs_of = next(d for d in truth["datasets"] if d["dataset"] == dataset)["runs"]
+    out = {}
     for r in truth["runs"]:
         n = r["run_number"]
-        if not (r["ended"] and low <= utc(r["end_time"]) < end and r["stable_beam"]
-                and n in golden):
-            continue
-        info = ds.get(str(n))
-        in_flight = info and any(f["status"] in ("PENDING", "STARTED") for f in info["files"])
-        if info and info["in_dials"] and not in_flight:
-            due.append(n)  # with a COPY_ERROR file too: its hole is an upstream gap
+        if not r["ended"]:
+            out[n] = "waiting"
+        elif not r["stable_beam"]:
+            out[n] = "excluded"
+        elif n not in golden:
+            out[n] = "waiting" if n > last else "excluded"
         else:
-            pending[n] = "DIALS"
-    return due, pending
+            files = [f for f in runs_of.get(str(n), {}).get("files", []) if f["valid"]]
+            if not files:
+                ended_long_ago = now - utc(r["end_time"]) >= timedelta(days=7)
+                out[n] = "excluded" if ended_long_ago else "waiting"
+                continue
+            moving = [f for f in files if f["status"] not in SETTLED]
+            since = min((utc(runs_of[str(n)]["dbs_registered_at"]),), default=now)
+            stuck = moving and now - since >= timedelta(hours=stuck_hours)
+            out[n] = "due" if not moving or stuck else "waiting"
+    return out

@@ -1,8 +1,10 @@
-"""What is due, against the emulator's truth: certified, in DIALS, ended in the window."""
+"""Every run of a job with its status, against the emulator's truth: certification in force
+(whenever runs ended), OMS filters, DBS files against DIALS' file index, the manifest."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -11,134 +13,182 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dialsflow.config.jobs import CertificationChoice, Job, load_jobs
+from dialsflow.config.jobs import CertificationChoice, Job, OmsFilters, load_jobs
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
-from dialsflow.pipeline.discovery import JobPlan, dataset_era, find_due
+from dialsflow.pipeline.discovery import STATUSES, JobPlan, plan_job
 from dialsflow.pipeline.units import Unit
+from dialsflow.services.caf import CafClient
+from dialsflow.services.dbs import DbsClient
 from dialsflow.store.layout import UnitKey, run_file
 from dialsflow.store.manifest import Manifest, RunEntry
+from dialsflow_emulator.cli import connection_env
 from dialsflow_emulator.process import EmulatorProcess
-from dialsflow_emulator.world import utc
+from dialsflow_emulator.world import build_world, iso, utc
 
-from ...clients import caf_client, dials_client, oms
-from ...expected import ZB
-from ...expected import due_from_truth as expected
+from ...clients import caf_client, connection, dials_client, oms
+from ...expected import ZB, statuses_from_truth
 
+ROOT = Path(__file__).resolve().parents[3]
 EXPRESS = "/StreamExpress/Run2024C-Express-v1/DQMIO"
-LATER = "2024-04-25T12:00:00Z"  # golden covers the held-back runs; one still in DIALS ingestion
+WORLD = build_world("demo", 1)
+#: A month after the last Golden release: everything is certified, indexed and settled.
+MONTHS_LATER = iso(max(c.published_at for c in WORLD.cert_files) + timedelta(days=30))
+OMS_REASONS = ("no stable beams", "recorded lumi", "components not in the run")
 
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory) -> dict[str, Job]:
     with pytest.MonkeyPatch.context() as env:  # the demo's outputs are relative
         env.setenv("DIALSFLOW_OUTPUT_ROOT", str(tmp_path_factory.mktemp("out")))
-        return load_jobs(Path(__file__).resolve().parents[3] / "include" / "jsons" / "jobs.json")
+        return load_jobs(ROOT / "include" / "jsons" / "jobs.json")
+
+
+@pytest.fixture(scope="module")
+def stable_only(jobs) -> Job:
+    """demo_tracker with only the stable-beam filter: the truth can say what it wants."""
+    return replace(jobs["demo_tracker"], oms=OmsFilters(stable_beam=True))
 
 
 @pytest.fixture(scope="module")
 def later() -> Iterator[EmulatorProcess]:
-    with EmulatorProcess("--now", LATER) as emu:
+    with EmulatorProcess("--now", MONTHS_LATER) as emu:
         yield emu
 
 
-def run_discover(emu: EmulatorProcess, job: Job, start, end, *, via: str = "direct",
-                 manifest: Manifest | None = None, **kwargs) -> JobPlan:
+def dbs_client(emu: EmulatorProcess) -> DbsClient:
+    from dialsflow.config.connections import DbsSettings
+
+    return DbsClient(DbsSettings.from_connection(connection(emu, "dbs_default")))
+
+
+def plan_for(emu: EmulatorProcess, job: Job, *, at=None, via: str = "direct",
+             manifest: Manifest | None = None, **kwargs) -> JobPlan:
     dials = dials_client(emu, job.workspace)
-    with caf_client(emu, job.certification.cert_class, job.certification.kind) as caf:
-        return find_due(job, start, end, dials=dials, oms=oms(emu, via, dials), caf=caf,
+    c = job.certification
+    with caf_client(emu, c.cert_class, c.kind, energy=c.energy) as caf, dbs_client(emu) as dbs:
+        return plan_job(job, at=at or utc(emu.truth()["now"]), dials=dials,
+                        oms=oms(emu, via, dials), caf=caf, dbs=dbs,
                         manifest=manifest or Manifest(Path("/nonexistent")), **kwargs)
 
 
-def tracker_mes(truth: dict, job: Job) -> dict[str, int]:
-    return {m["me"]: m["me_id"] for m in truth["workspaces"][job.workspace]["mes"]
-            if any(re.search(p, m["me"]) for p in job.me_patterns)}
+def statuses(plan: JobPlan, dataset: str = ZB) -> dict[int, str]:
+    return {r["run"]: r["status"] for r in plan.runs if r["dataset"] == dataset}
 
 
-# --------------------------------------------------------------------------- due / pending
+def reasons(plan: JobPlan, dataset: str = ZB) -> dict[int, str | None]:
+    return {r["run"]: r["reason"] for r in plan.runs if r["dataset"] == dataset}
 
 
-def test_default_clock_due_equals_truth(emulator, truth, jobs):
-    job = jobs["demo_tracker"]
-    now = utc(truth["now"])
-    plan = run_discover(emulator, job, now - timedelta(days=1), now)
-    due, pending = expected(truth, job, now - timedelta(days=1), now)
-    assert len(due) >= 10 and not pending
-    mes = tracker_mes(truth, job)
-    assert len(mes) == 2
-    assert [(u["me"], u["me_id"], u["dim"], u["runs"]) for u in plan.units] == \
-        [(me, me_id, 2, due) for me, me_id in mes.items()]
-    assert all(u["dataset"] == ZB and u["dataset_id"] == 15102369 for u in plan.units)
-    never = set(truth["planted"]["never_certified_runs"])
-    skipped = {s["run"]: s["reason"] for s in plan.skipped}
-    assert never <= set(skipped)  # all of them ended in the lookback
-    assert never.isdisjoint(plan.due_runs[ZB])
-    assert plan.pending == [] and plan.certification["name"] == \
-        truth["certification"]["golden_latest"].split("/")[-1]
+# --------------------------------------------------------------------------- statuses
 
 
 @pytest.mark.parametrize("via", ["direct", "dials"])
-def test_later_clock_pending_and_held_back(later, jobs, via):
+def test_default_clock_statuses_are_the_truths(emulator, truth, stable_only, via):
+    plan = plan_for(emulator, stable_only, via=via)
+    assert statuses(plan) == statuses_from_truth(truth)
+    assert set(statuses(plan).values()) == set(STATUSES) - {"complete"}
+    release = next(r for r in truth["certification"]["golden_releases"]
+                   if r["moved_at"] is None or utc(r["moved_at"]) > utc(truth["now"]))
+    assert plan.certification["files"] == [release["path"].rsplit("/", 1)[1]]
+    # every row says why, except plain due ones
+    assert all(r["reason"] for r in plan.runs if r["status"] != "due" or r["run"] in
+               {s["run"] for s in plan.stuck})
+    due = sorted(r for r, s in statuses(plan).items() if s == "due")
+    assert [u["runs"] for u in plan.units] == [due, due]  # two BPix MEs
+
+
+def test_runs_certified_months_after_they_ended_are_due(later, stable_only):
+    """The Done-when of discovery: months after the season every run of the newest Golden
+    JSON that OMS wants is due, however long ago it ended."""
     truth = later.truth()
-    job = jobs["demo_tracker"]
-    now = utc(truth["now"])
-    plan = run_discover(later, job, now - timedelta(days=1), now, via=via)
-    due, pending = expected(truth, job, now - timedelta(days=1), now)
-    assert plan.due_runs == {ZB: due}
-    assert {p["run"]: p["dataset"] for p in plan.pending} == {n: ZB for n in pending}
-    held = truth["planted"]["held_back_in_dials"]
-    reasons = {p["run"]: p["reason"] for p in plan.pending}
-    for run, kind in pending.items():
-        assert kind in reasons[run] or (kind == "DIALS" and "not in DIALS yet" in
-                                        reasons[run]), reasons[run]
-    # one held-back run has arrived in DIALS by now, the other is still being ingested
-    assert {r for r in held if r in due} and {r for r in held if r in pending}
-    copy_error = {int(r) for r, info in next(d for d in truth["datasets"] if d["dataset"] == ZB)
-                  ["runs"].items() if any(f["status"] == "COPY_ERROR" for f in info["files"])}
-    assert copy_error and copy_error <= set(due)
+    plan = plan_for(later, stable_only)
+    golden = {int(r) for r in truth["certification"]["golden_runs"]}
+    assert statuses(plan) == statuses_from_truth(truth)
+    late = set(truth["planted"]["late_certified_runs"])
+    assert late and {statuses(plan)[r] for r in late} == {"due"}
+    assert {statuses(plan)[r] for r in golden} == {"due"}
 
 
-def test_window_and_lookback_bound_the_runs(emulator, truth, jobs):
-    job = replace(jobs["demo_tracker"], lookback_days=0)
-    start, end = utc("2024-04-17T00:00:00Z"), utc("2024-04-18T00:00:00Z")
-    plan = run_discover(emulator, job, start, end)
-    due, _ = expected(truth, job, start, end)
-    assert plan.due_runs == {ZB: due}
-    assert due and all(start <= utc(r["end_time"]) < end for r in truth["runs"]
-                       if r["run_number"] in due)
-    assert plan.window_start == "2024-04-17T00:00:00Z"
-    with_lookback = run_discover(emulator, replace(job, lookback_days=1), start, end)
-    assert set(due) < set(with_lookback.due_runs[ZB])
+def test_a_stuck_file_is_waited_for_then_ingested_with_the_gap(later, stable_only):
+    stuck = later.truth()["planted"]["stuck_files"][0]
+    run = stuck["run"]
+    registered = utc(next(d for d in later.truth()["datasets"] if d["dataset"] == ZB)
+                     ["runs"][str(run)]["dbs_registered_at"])
+    early = plan_for(later, replace(stable_only, stuck_after_hours=1e6))
+    assert statuses(early)[run] == "waiting"
+    assert reasons(early)[run] == "DIALS not finished: 1 file(s) STARTED"
+    plan = plan_for(later, stable_only)
+    assert statuses(plan)[run] == "due"
+    assert reasons(plan)[run].startswith(f"stuck upstream since {iso(registered)}: ingested "
+                                         "with the gap (1 file(s) STARTED)")
+    assert plan.stuck == [{"dataset": ZB, "run": run, "files": 1, "since": iso(registered),
+                           "states": {"STARTED": 1}}]
+    assert all(u["stuck"] == [run] for u in plan.units)
 
 
-def test_dcs_only_certification_of_express(emulator, truth, jobs):
-    job = replace(jobs["demo_tracker"], dataset_patterns=(EXPRESS,),
-                  me_patterns=("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1",), me_type="h1d",
-                  certification=CertificationChoice("Collisions24", "dcs"), lookback_days=3)
-    now = utc(truth["now"])
-    plan = run_discover(emulator, job, now - timedelta(days=1), now)
-    assert plan.certification["name"].endswith("_DCSOnly_TkPx.json")
-    stable = {r["run_number"] for r in truth["runs"] if r["stable_beam"] and r["ended"]}
-    due, pending = expected(truth, job, now - timedelta(days=1), now, EXPRESS, stable)
-    assert plan.due_runs == {EXPRESS: due} and not pending
+def test_the_plan_cli_months_later(later, tmp_path):
+    """`dialsflow plan --json` with the real demo jobs: every run of the newest Golden JSON
+    is complete, due or excluded by an OMS criterion; none waits for certification."""
+    env = {**connection_env(later.host, later.port), "PATH": "/usr/bin:/bin",
+           "DIALSFLOW_JOBS_FILE": str(ROOT / "include" / "jsons" / "jobs.json"),
+           "DIALSFLOW_OUTPUT_ROOT": str(tmp_path)}
+    r = subprocess.run([str(ROOT / ".venv" / "bin" / "dialsflow"), "plan", "--json", "--at",
+                        MONTHS_LATER], env=env, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    doc = orjson.loads(r.stdout)
+    truth = later.truth()
+    golden = {int(x) for x in truth["certification"]["golden_runs"]}
+    assert [j["job"] for j in doc["jobs"]] == ["demo_tracker", "demo_ecal"]
+    for job in doc["jobs"]:
+        assert set(job) == {"job", "certification", "runs"}
+        assert job["certification"] == {"files": [
+            truth["certification"]["latest"]["golden"].rsplit("/", 1)[1]]}
+        rows = {row["run"]: row for row in job["runs"] if row["dataset"] == ZB}
+        assert all(set(row) == {"run", "dataset", "status", "reason"} for row in job["runs"])
+        assert golden <= set(rows)
+        for run in golden:
+            row = rows[run]
+            assert row["status"] in ("complete", "due", "excluded"), row
+            if row["status"] == "excluded":
+                assert row["reason"].startswith(OMS_REASONS), row
+        assert {r["run_number"] for r in truth["runs"]} <= set(rows)
+
+
+# --------------------------------------------------------------------------- other jobs
+
+
+def test_dcs_job_follows_its_energy(later, stable_only):
+    """Express with the daily DCS-only JSON of 13.6 TeV: the 5.36 TeV file is the newest in
+    the folder, yet the 13.6 TeV runs stay certified; the special runs are not."""
+    truth = later.truth()
+    job = replace(stable_only, dataset_patterns=(EXPRESS,), me_type="h1d",
+                  me_patterns=("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1$",),
+                  certification=CertificationChoice("Collisions24", "dcs", "13p6TeV"))
+    plan = plan_for(later, job)
+    assert len(plan.certification["files"]) == 1
+    assert "_13p6TeV_" in plan.certification["files"][0]
+    got = statuses(plan, EXPRESS)
+    special = set(truth["planted"]["special_energy_runs"])
+    assert special and all(got[r] != "due" for r in special)
     bad = {r["run_number"] for r in truth["runs"] if r["bad"]}
-    assert bad & set(due)  # DCS-only certifies runs the Golden JSON excludes
+    assert bad and {got[r] for r in bad} == {"due"}  # DCS-only certifies what Golden drops
 
 
-def test_ecal_job_mixes_1d_and_2d(emulator, truth, jobs):
+def test_ecal_job_mixes_1d_and_2d_and_checks_its_workspace(emulator, jobs):
     job = jobs["demo_ecal"]
-    now = utc(truth["now"])
-    plan = run_discover(emulator, job, now - timedelta(days=1), now)
-    due, _ = expected(truth, job, now - timedelta(days=1), now)
+    plan = plan_for(emulator, job)
     assert sorted((u["workspace"], u["dim"]) for u in plan.units) == [("ecal", 1), ("ecal", 2)]
-    assert all(u["runs"] == due for u in plan.units)
     with pytest.raises(InputError, match="is for workspace 'ecal' but the DIALS client talks "
                                          "to 'tracker'"):
-        find_due(job, now, now, dials=dials_client(emulator), oms=oms(emulator, "direct"),
-                 caf=caf_client(emulator), manifest=Manifest(Path("/nonexistent")))
+        with caf_client(emulator) as caf, dbs_client(emulator) as dbs:
+            plan_job(job, at=utc(emulator.truth()["now"]), dials=dials_client(emulator),
+                     oms=oms(emulator, "direct"), caf=caf, dbs=dbs,
+                     manifest=Manifest(Path("/nonexistent")))
 
 
-# --------------------------------------------------------------------------- manifest, force
+# --------------------------------------------------------------------------- manifest, budget
 
 
 def record(manifest: Manifest, unit: dict, run: int, *, complete: bool = True,
@@ -152,11 +202,8 @@ def record(manifest: Manifest, unit: dict, run: int, *, complete: bool = True,
                              "2024-04-24T00:00:00Z", complete))
 
 
-def test_complete_runs_are_no_longer_due_unless_forced(emulator, truth, jobs, tmp_path):
-    job = jobs["demo_tracker"]
-    now = utc(truth["now"])
-    window = (now - timedelta(days=1), now)
-    first = run_discover(emulator, job, *window)
+def test_complete_runs_are_no_longer_due_unless_forced(later, stable_only, tmp_path):
+    first = plan_for(later, stable_only)
     l1, l2 = first.units
     runs = l1["runs"]
     manifest = Manifest(tmp_path)
@@ -165,70 +212,92 @@ def test_complete_runs_are_no_longer_due_unless_forced(emulator, truth, jobs, tm
     record(manifest, l1, runs[3], complete=False)  # --test output: not complete
     record(manifest, l1, runs[4], written=7)  # file does not have the recorded size
     record(manifest, l2, runs[0])
-    plan = run_discover(emulator, job, *window, manifest=manifest)
-    by_me = {u["me"]: u["runs"] for u in plan.units}
-    assert by_me == {l1["me"]: runs[3:], l2["me"]: runs[1:]}
-    assert {u["me"]: u["complete"] for u in plan.units} == {l1["me"]: runs[:3],
-                                                            l2["me"]: runs[:1]}
-    assert plan.already_complete == 4
-    forced = run_discover(emulator, job, *window, manifest=manifest, force=True)
-    assert [u["runs"] for u in forced.units] == [runs, runs]
-    assert forced.already_complete == 0 and forced.force
+    plan = plan_for(later, stable_only, manifest=manifest)
+    assert {u["me"]: u["runs"] for u in plan.units} == {l1["me"]: runs[3:], l2["me"]: runs[1:]}
+    assert statuses(plan)[runs[0]] == "complete"  # both MEs have it
+    assert {statuses(plan)[r] for r in runs[1:]} == {"due"}
+    forced = plan_for(later, stable_only, manifest=manifest, force=True)
+    assert [u["runs"] for u in forced.units] == [runs, runs] and forced.force
     for run in runs:
         record(manifest, l1, run)
         record(manifest, l2, run)
-    done = run_discover(emulator, job, *window, manifest=manifest)
-    assert [(u["runs"], u["complete"]) for u in done.units] == [([], runs), ([], runs)]
-    assert done.due_runs == {}
+    done = plan_for(later, stable_only, manifest=manifest)
+    assert done.units == [] and {statuses(done)[r] for r in runs} == {"complete"}
+
+
+def test_a_decertified_run_stays_on_disk_and_is_reported(later, stable_only, tmp_path):
+    dropped = later.truth()["planted"]["decertified_runs"][0]
+    unit = plan_for(later, stable_only).units[0]
+    manifest = Manifest(tmp_path)
+    for u in plan_for(later, stable_only).units:
+        record(manifest, u, dropped)
+    plan = plan_for(later, stable_only, manifest=manifest)
+    assert statuses(plan)[dropped] == "complete"
+    assert reasons(plan)[dropped].startswith("ingested earlier; now excluded: not in the "
+                                             "certification in force")
+    assert run_file(tmp_path, UnitKey("tracker", ZB, unit["me"]), dropped).exists()
+
+
+def test_the_budget_takes_the_oldest_runs_first(later, stable_only):
+    plan = plan_for(later, replace(stable_only, max_runs_per_night=3))
+    due = sorted(r for r, s in statuses(plan).items() if s == "due")
+    assert len(due) > 3
+    assert [u["runs"] for u in plan.units] == [due[:3], due[:3]]
+    assert plan.deferred == 2 * (len(due) - 3)
+    deferred = {r: why for r, why in reasons(plan).items() if r in due[3:]}
+    assert all(why.startswith("deferred to a later night: over the job's budget of 3 runs")
+               for why in deferred.values())
 
 
 # --------------------------------------------------------------------------- explicit runs
 
 
-def test_explicit_runs_bypass_the_window_not_certification(emulator, truth, jobs):
-    job = jobs["demo_tracker"]
+def test_explicit_runs_restrict_the_plan(later, stable_only):
+    truth = later.truth()
     golden = sorted(int(r) for r in truth["certification"]["golden_runs"])
     bad = next(r["run_number"] for r in truth["runs"] if r["bad"])
     unstable = next(r["run_number"] for r in truth["runs"] if not r["stable_beam"])
-    far = (utc("2024-06-01T00:00:00Z"), utc("2024-06-02T00:00:00Z"))
-    assert run_discover(emulator, job, *far).units == []
-    plan = run_discover(emulator, job, *far,
-                        runs=RunSelection.of({golden[0], golden[-1], bad, unstable, 400000}))
-    assert plan.due_runs == {ZB: [golden[0], golden[-1]]}
-    assert plan.window_start is None and plan.selection is not None
-    reasons = {s["run"]: s["reason"] for s in plan.skipped}
-    assert reasons == {bad: f"not certified in {plan.certification['name']}",
-                       unstable: "no stable beams (OMS stable_beam false)",
-                       400000: "unknown to OMS"}
-    ranged = run_discover(emulator, job, *far, runs=RunSelection(golden[0], golden[4]))
-    assert ranged.due_runs == {ZB: golden[:5]}
+    chosen = {golden[0], golden[-1], bad, unstable, 400000}
+    plan = plan_for(later, stable_only, runs=RunSelection.of(chosen))
+    assert set(statuses(plan)) == chosen
+    assert statuses(plan) == {golden[0]: "due", golden[-1]: "due", bad: "excluded",
+                              unstable: "excluded", 400000: "waiting"}
+    assert reasons(plan)[bad].startswith("not in the certification in force (Cert_")
+    assert reasons(plan)[unstable] == "no stable beams (OMS stable_beam false)"
+    assert reasons(plan)[400000] == "unknown to OMS"
+    ranged = plan_for(later, stable_only, runs=RunSelection(golden[0], golden[4]))
+    assert set(statuses(ranged)) <= set(range(golden[0], golden[4] + 1))
     assert ranged.selection == f"{golden[0]}-{golden[4]}"
 
 
 # --------------------------------------------------------------------------- the plan as data
 
 
-def test_plan_is_small_json_and_units_convert(emulator, truth, jobs):
-    job = jobs["demo_tracker"]
-    now = utc(truth["now"])
-    plan = run_discover(emulator, job, now - timedelta(days=1), now)
+def test_plan_is_json_and_renders_one_line_per_run(emulator, stable_only):
+    plan = plan_for(emulator, stable_only)
     data = orjson.loads(orjson.dumps(plan.to_dict()))
     assert JobPlan.from_dict(data) == plan
-    assert len(orjson.dumps(plan.units[0])) < 1000
     for unit in data["units"]:
         assert set(unit) == {"workspace", "dataset", "dataset_id", "me", "me_id", "dim", "runs",
-                             "complete"}
+                             "certified_by", "stuck"}
+        assert sorted(r for runs in unit["certified_by"].values() for r in runs) == unit["runs"]
         converted = Unit.from_json(unit)
-        assert isinstance(converted, Unit) and converted.endpoint == "th2/"
-        assert converted.key == UnitKey("tracker", ZB, unit["me"])
-        assert converted.to_json() == {k: v for k, v in unit.items() if k != "complete"}
+        assert converted.endpoint == "th2/" and converted.key.dataset == ZB
     assert plan.due_units() == [Unit.from_json(u) for u in data["units"]]
-    text = plan.summary()
-    assert text.splitlines()[0].startswith("job demo_tracker (tracker): runs ended in [")
-    assert f"due {ZB}: " in text and "skipped run" in text
+    text = plan.render().splitlines()
+    assert text[0].startswith("job demo_tracker (tracker) at ")
+    assert text[1] == f"  certification: {plan.certification['files'][0]}"
+    rows = [line for line in text if re.match(r"  \d{6}  ", line)]
+    assert len(rows) == len(plan.runs)
+    public = plan.public()
+    assert set(public) == {"job", "certification", "runs"} and public["runs"][0]["dataset"]
 
 
-def test_runs_only_count_for_datasets_of_their_era():
-    assert dataset_era(ZB) == "Run2024C"
-    assert dataset_era("/StreamExpress/Run2024I-Express-v2/DQMIO") == "Run2024I"
-    assert dataset_era("not-a-dataset") is None
+def test_caf_client_of_a_job(later, stable_only):
+    """The job's energy reaches the CAF client the way the DAG builds it."""
+    from dialsflow.config.connections import CafSettings
+
+    base = CafSettings.from_connection(connection(later, "caf_default"))
+    job = replace(stable_only, certification=CertificationChoice("Collisions24", "dcs"))
+    with CafClient(job.caf_settings(base), energy=job.certification.energy) as caf:
+        assert all("_13p6TeV_" in n for n in caf.current().names)
