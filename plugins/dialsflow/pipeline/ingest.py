@@ -28,7 +28,7 @@ from dialsflow.config.runs import RunSelection
 from dialsflow.errors import DialsflowError
 from dialsflow.lumis import to_ranges
 from dialsflow.pipeline.units import Unit, resolve_units
-from dialsflow.services.dials import DialsClient, rows_for_bytes
+from dialsflow.services.dials import DialsClient, PageLimit, rows_for_bytes
 from dialsflow.store import atomic
 from dialsflow.store.layout import UnitKey, ensure_writable, run_file, unit_dir
 from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
@@ -88,9 +88,11 @@ def page_size_for(rows: int, json_bytes: int, dim: int) -> int:
 
 def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest: Manifest,
                *, test: bool = False, first_page_size: int | None = None,
+               limit: PageLimit | None = None,
                certification: str | None = None, upstream_stuck: bool = False) -> RunResult:
     """Fetch one run of one unit into run_<run>.parquet; raises DialsflowError on failure.
     `first_page_size`: rows of the first page (default: small for 2D until a page is seen);
+    `limit`: the page sizes DIALS was too slow for, shared by the runs of the unit;
     `certification` (the CAF file that certified the run) and `upstream_stuck` (DIALS still
     had files of it in flight) go into the manifest entry."""
     key = unit.key
@@ -108,7 +110,7 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
             for page, nbytes in client.pages(unit.endpoint, params, what=what,
                                              page_size=first_page_size
                                              or FIRST_PAGE_SIZE[unit.dim],
-                                             target_bytes=TARGET_PAGE_BYTES,
+                                             target_bytes=TARGET_PAGE_BYTES, limit=limit,
                                              prefetch=not test):
                 json_bytes += nbytes
                 if page:
@@ -196,6 +198,8 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
     progress = Progress(len(tasks), {u.key: len(u.runs) for u in units})
     notify = on_result or progress
     learned: dict[UnitKey, int] = {}  # rows per page, from a finished run of the unit
+    # Page sizes DIALS was too slow for: runs of a unit have rows of the same weight.
+    limits = {unit.key: PageLimit() for unit in units}
 
     def one(unit: Unit, run: int) -> RunResult:
         if resubmit and manifest.is_complete(unit.key, run):
@@ -203,6 +207,7 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
         try:
             result = ingest_run(client, unit, run, outdir, manifest, test=test,
                                 first_page_size=learned.get(unit.key),
+                                limit=limits[unit.key],
                                 certification=(certified_by or {}).get(run),
                                 upstream_stuck=run in stuck)
         except DialsflowError as exc:

@@ -40,7 +40,7 @@ def preflight(jobs: list[Job], conns: Mapping[str, ServiceConnection]) -> None:
         for job in jobs:
             if job.workspace not in known:
                 raise InputError(f"job {job.name!r}: DIALS has no workspace "
-                                 f"{job.workspace!r}; known: {', '.join(known)}")
+                                 f"{job.workspace!r}; known: {', '.join(known) or 'none'}")
         # A missing grid proxy file fails in the constructor, before any request.
         with DbsClient(DbsSettings.from_connection(conns["dbs_default"])) as dbs:
             _answer(conns["dbs_default"], dbs.ping)

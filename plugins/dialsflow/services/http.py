@@ -3,11 +3,18 @@ error text for people.
 
 Every GET of every client (DIALS, DBS, CAF, OMS) goes through a `Retrier.call(send,
 classify, what)`. The client says only what an answer means for its service, with a
-classifier `Response -> Outcome`: `ok(value)`, `retry(cause, retry_after)` or
-`fail(message)`. The rest is here and the same for all four:
+classifier `Response -> Outcome`: `ok(value)`, `retry(cause, retry_after)`,
+`too_slow(cause, retry_after)` or `fail(message)`. The rest is here and the same for all
+four:
 
 - connection errors, timeouts and bodies cut short (ChunkedEncodingError,
-  ContentDecodingError, fewer bytes than Content-Length announced) are retried;
+  ContentDecodingError, fewer bytes on the wire than Content-Length announced, counted
+  before any decompression) are retried;
+- an answer saying the request took too long (a 504 from a gateway, a read timeout) is
+  retried like any transient cause, unless the caller can ask for less: with
+  `call(..., shrink=True)` it raises `TooSlow` at once, and the caller asks again for a
+  smaller piece (DIALS pages, where a page slower than the server's limit is a 504 every
+  time). Whoever gives up on such a cause raises `TooSlow` too (a `ServiceError`);
 - waits are full jitter on an exponential ceiling, with Retry-After as a floor;
 - one budget per call (`RetryPolicy.attempts`, every cause counted), then one line:
   "<what>: gave up after N attempts, last cause: ...";
@@ -22,11 +29,11 @@ switched off.
 
 `RETRYABLE_STATUS` is one set for every service: 429 (rate limited, with Retry-After) and
 502/503/504 (a gateway or the service itself saying "not now"), the statuses that mean
-"transient" whatever answers them. 500 is not in it: DIALS (Django) and DBS (dbs2go, with
-an error body) answer 500 for a request that will fail again, and retrying would only delay
-the failure and hide the body. Where a service is known to send transient 500s, its
-classifier says so: OMS (forced 500s, docs/reference/oms.md §5) and EOS web behind CAF,
-which also answers 403 now and then.
+"transient" whatever answers them; `by_status` calls a 504 too slow (see above). 500 is
+not in it: DIALS (Django) and DBS (dbs2go, with an error body) answer 500 for a request
+that will fail again, and retrying would only delay the failure and hide the body. Where
+a service is known to send transient 500s, its classifier says so: OMS (forced 500s,
+docs/reference/oms.md §5) and EOS web behind CAF, which also answers 403 now and then.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from typing import Any, Generic, Self, TypeVar, cast
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from dialsflow.errors import ServiceError
 
@@ -77,6 +84,7 @@ class Outcome(Generic[T]):
     cause: str | None = None  # set: worth another try, for this reason
     message: str | None = None  # set: final, this is the error for people
     retry_after: float | None = None
+    slow: bool = False  # with `cause`: the request took too long (asking for less may help)
 
 
 def ok(value: T) -> Outcome[T]:
@@ -87,13 +95,21 @@ def retry(cause: str, retry_after: float | None = None) -> Outcome[Any]:
     return Outcome(cause=cause, retry_after=retry_after)
 
 
+def too_slow(cause: str, retry_after: float | None = None) -> Outcome[Any]:
+    """Worth another try, but a smaller request may be what it takes (module docstring)."""
+    return Outcome(cause=cause, retry_after=retry_after, slow=True)
+
+
 def fail(message: str) -> Outcome[Any]:
     return Outcome(message=message)
 
 
 def by_status(response: requests.Response, message: str) -> Outcome[Any]:
     """The shared rule for an answer the service's classifier has no opinion on: a
-    retryable status is worth another try (honouring Retry-After), anything else fails."""
+    retryable status is worth another try (honouring Retry-After), a 504 (a gateway gave
+    up waiting) is too slow, anything else fails."""
+    if response.status_code == 504:
+        return too_slow("HTTP 504 (gateway timeout)", retry_after(response))
     if response.status_code in RETRYABLE_STATUS:
         return retry(f"HTTP {response.status_code}", retry_after(response))
     return fail(message)
@@ -107,6 +123,19 @@ class Unreachable(ServiceError):
         self.cause = cause
 
 
+class TooSlow(ServiceError):
+    """The service took too long to answer (`cause`: a 504, a read timeout), after
+    `attempts` tries: at once under `Retrier.call(..., shrink=True)`, else when the budget
+    ran out on such a cause."""
+
+    def __init__(self, message: str, cause: str, attempts: int,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+
 class Retrier:
     """One client's retry loop; thread-safe. It remembers whether the service has ever
     answered, which decides how long a refused connection is retried."""
@@ -116,18 +145,21 @@ class Retrier:
         self.answered = False
 
     def call(self, send: Callable[[], requests.Response],
-             classify: Callable[[requests.Response], Outcome[T]], what: str) -> T:
+             classify: Callable[[requests.Response], Outcome[T]], what: str, *,
+             shrink: bool = False) -> T:
         """`send()` until `classify` says ok (its value is returned) or fail (ServiceError),
-        or the budget is spent (ServiceError, `Unreachable` if no connection was made)."""
+        or the budget is spent (ServiceError; `Unreachable` if no connection was made,
+        `TooSlow` if the last answer was too slow). With `shrink` (the caller can ask for
+        less), the first answer that is too slow raises `TooSlow` instead of a retry."""
         policy = self.policy
-        cause, refused = "", 0
+        cause, refused, slow = "", 0, False
         for attempt in range(1, policy.attempts + 1):
             after = None
             try:
                 response = send()
                 body = response.content  # inside the try: a cut body raises here
             except TRANSPORT_ERRORS as exc:
-                cause = describe_error(exc)
+                cause, slow = describe_error(exc), read_timed_out(exc)
                 refused = refused + 1 if not_connected(exc) else 0
                 if refused and not self.answered and refused >= policy.connect_attempts:
                     break
@@ -139,12 +171,17 @@ class Retrier:
                     raise ServiceError(outcome.message)
                 if outcome.cause is None:
                     return cast(T, outcome.value)
-                cause, after, refused = outcome.cause, outcome.retry_after, 0
+                cause, after, refused, slow = (outcome.cause, outcome.retry_after, 0,
+                                               outcome.slow)
+            if slow and shrink:
+                raise TooSlow(f"{what}: {cause}", cause, attempt, after)
             if attempt < policy.attempts:
                 time.sleep(policy.delay(attempt, after))
         message = f"{what}: gave up after {attempt} attempts, last cause: {cause}"
         if refused:
             raise Unreachable(message, cause)
+        if slow:
+            raise TooSlow(message, cause, attempt)
         raise ServiceError(message)
 
 
@@ -173,8 +210,20 @@ def not_connected(exc: Exception) -> bool:
     return isinstance(getattr(reason, "reason", reason), NewConnectionError)
 
 
+def read_timed_out(exc: Exception) -> bool:
+    """True when the service took too long to send its answer (headers or body)."""
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    # A timeout while reading the body comes as ConnectionError(ReadTimeoutError) from requests.
+    reason = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(reason, ReadTimeoutError)
+
+
 def _cut_short(response: requests.Response, body: bytes) -> bool:
-    """Fewer bytes than Content-Length (counted on the wire: before any decompression)."""
+    """Fewer bytes than Content-Length. Content-Length counts the bytes on the wire, before
+    any Content-Encoding is undone, so the count is urllib3's (`raw.tell()`), not the
+    length of the decoded body: a gzip body cut short can decode to more bytes than the
+    header announces, and a whole one always does."""
     expected = response.headers.get("Content-Length", "")
     if response.status_code in (204, 304):  # no body, whatever the header says
         return False
@@ -217,6 +266,8 @@ def describe_error(exc: Exception) -> str:
         return "connection broken while reading the body (truncated response)"
     if isinstance(exc, requests.exceptions.ContentDecodingError):
         return "body could not be decoded (cut short?)"
+    if read_timed_out(exc):
+        return "read timed out"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     text = str(exc).lower()

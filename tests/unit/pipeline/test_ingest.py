@@ -1,4 +1,5 @@
-"""`dialsflow fetch` against the emulator, compared with what unmodified cmsdials returns."""
+"""`dialsflow fetch` against the emulator, compared with what unmodified cmsdials returns;
+ingesting from a DIALS that is too slow for large pages."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,9 +20,14 @@ from cmsdials.auth.client import AuthClient
 from cmsdials.auth.client_credentials import Credentials
 from cmsdials.filters import LumisectionHistogram1DFilters, LumisectionHistogram2DFilters
 
-from dialsflow.store.layout import run_file, unit_dir
+from dialsflow.pipeline.ingest import ingest_units
+from dialsflow.pipeline.units import Unit
+from dialsflow.store.layout import UnitKey, run_file, unit_dir
 from dialsflow.store.manifest import Manifest, file_sha256
 from dialsflow_emulator.process import EmulatorProcess
+
+from ..services.test_dials import PageServer, slower_than
+from ..services.test_dials import client as dials_client
 
 BIN = Path(sys.executable).parent
 ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
@@ -250,3 +257,34 @@ def test_progress_is_plain_lines(emulator, truth, inputs, tmp_path):
     assert "\r" not in r.stdout
     assert f"run {run}: " in r.stdout and "MB/s" in r.stdout and "ETA" in r.stdout
     assert "unit " in r.stdout and "1 runs written" in r.stdout
+
+
+def th1_row(i: int) -> dict:
+    return {"dataset_id": 1, "file_id": 1, "run_number": 379001, "ls_number": i + 1,
+            "me_id": 7, "x_min": 0.0, "x_max": 3.0, "x_bin": 3, "entries": 6,
+            "data": [1.0, 2.0, 3.0]}
+
+
+def test_runs_of_a_unit_share_what_dials_was_too_slow_for(tmp_path):
+    """DIALS answers 504 for a page of more than 25 rows (its 30 s limit): the first run
+    halves its pages until they fit, the next runs of the unit start below the limit, and
+    every row arrives once."""
+    srv = PageServer(120, slower_than(25), row=th1_row)
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    runs = (379001, 379002, 379003)
+    unit = Unit(UnitKey("tracker", ZB, CHARGE), 1, 7, 1, runs)
+    try:
+        with dials_client(srv) as dials:
+            report = ingest_units(dials, [unit], tmp_path, concurrency=1)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not report.failed and [r.rows for r in report.results] == [120] * 3
+    for run in runs:
+        ls = pq.read_table(run_file(tmp_path, unit.key, run)).column("ls_number").to_pylist()
+        assert ls == list(range(1, 121))
+    sizes = {run: [int(q["page_size"]) for q in srv.queries if q["run_number"] == str(run)]
+             for run in runs}
+    assert sizes[379001][:6] == [500, 250, 125, 62, 31, 15]  # the first run finds the wall
+    assert sizes[379002][0] <= 25 and sizes[379003][0] <= 25  # the next ones start below it
+    assert sum(size > 25 for size in sizes[379002] + sizes[379003]) <= 1  # one probe at most

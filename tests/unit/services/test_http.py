@@ -1,13 +1,16 @@
 """The one retry mechanism (services.http.Retrier) and each client's classifier, against a
-real local HTTP server that answers from a script: statuses, Retry-After, bodies cut short
-or undecodable, refused connections, a Keycloak-like token endpoint for DIALS and OMS."""
+real local HTTP server that answers from a script: statuses, Retry-After, answers too slow,
+bodies cut short or undecodable, refused connections, a Keycloak-like token endpoint for
+DIALS and OMS."""
 
 from __future__ import annotations
 
 import gzip
 import itertools
+import random
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +28,7 @@ from dialsflow.services.http import (
     Outcome,
     Retrier,
     RetryPolicy,
+    TooSlow,
     Unreachable,
     by_status,
     ok,
@@ -44,6 +48,8 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     cut: bool = False  # announce the whole length, send half, close the connection
+    delay: float = 0.0  # seconds before the headers
+    stall: float = 0.0  # seconds between the headers and the body
 
 
 class Scripted(ThreadingHTTPServer):
@@ -79,14 +85,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         reply = self.server.next_reply(self.path, self.headers.get("Authorization", ""))
+        time.sleep(reply.delay)
         self.send_response(reply.status)
         headers = {"Content-Type": "application/json", **reply.headers}
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        self.wfile.write(reply.body[: len(reply.body) // 2] if reply.cut else reply.body)
-        self.wfile.flush()
+        try:
+            self.wfile.flush()
+            time.sleep(reply.stall)
+            self.wfile.write(reply.body[: len(reply.body) // 2] if reply.cut else reply.body)
+            self.wfile.flush()
+        except OSError:  # the client stopped waiting
+            pass
         self.close_connection = True
 
     def do_POST(self) -> None:
@@ -119,11 +131,12 @@ def plain(r: requests.Response) -> Outcome[bytes]:
                                                                    "for good")
 
 
-def fetch(url: str, retrier: Retrier | None = None) -> bytes:
+def fetch(url: str, retrier: Retrier | None = None, *, shrink: bool = False,
+          timeout: float = 10) -> bytes:
     session = pooled_session(pool=1)
     try:
-        return (retrier or Retrier(FAST)).call(lambda: session.get(url, timeout=10), plain,
-                                               "test GET")
+        return (retrier or Retrier(FAST)).call(lambda: session.get(url, timeout=timeout),
+                                               plain, "test GET", shrink=shrink)
     finally:
         session.close()
 
@@ -156,13 +169,40 @@ def test_retry_after_forms():
     assert retry_after(requests.Response()) is None
 
 
-def test_spent_budget_is_one_line(server):
-    server.script["/x"] = [Reply(504)]
+@pytest.mark.parametrize("status,cause,slow", [(503, "HTTP 503", False),
+                                               (504, "HTTP 504 (gateway timeout)", True)])
+def test_spent_budget_is_one_line(server, status, cause, slow):
+    server.script["/x"] = [Reply(status)]
     with pytest.raises(ServiceError) as info:
         fetch(server.url + "/x")
-    assert str(info.value) == "test GET: gave up after 4 attempts, last cause: HTTP 504"
+    assert str(info.value) == f"test GET: gave up after 4 attempts, last cause: {cause}"
     assert not isinstance(info.value, Unreachable)
+    assert isinstance(info.value, TooSlow) is slow
     assert server.hits("/x") == 4
+
+
+def test_too_slow_is_retried_unless_the_caller_can_ask_for_less(server):
+    server.script["/x"] = [Reply(504), Reply(200, b"done")]
+    assert fetch(server.url + "/x") == b"done"  # as any transient cause
+    server.script["/y"] = [Reply(503), Reply(504), Reply(200, b"done")]
+    with pytest.raises(TooSlow) as info:
+        fetch(server.url + "/y", shrink=True)  # at once, without waiting
+    assert (str(info.value), info.value.cause, info.value.attempts) == (
+        "test GET: HTTP 504 (gateway timeout)", "HTTP 504 (gateway timeout)", 2)
+    assert server.hits("/y") == 2  # the 503 before it was retried as usual
+
+
+@pytest.mark.parametrize("late", [Reply(200, b"late", delay=0.5),
+                                  Reply(200, b"late", stall=0.5)], ids=["headers", "body"])
+def test_read_timeout_is_too_slow(server, late):
+    """No answer in time, whether the headers or the body are late."""
+    server.script["/x"] = [late]
+    with pytest.raises(TooSlow) as info:
+        fetch(server.url + "/x", shrink=True, timeout=0.2)
+    assert info.value.cause == "read timed out"
+    assert server.hits("/x") == 1
+    server.script["/y"] = [late, Reply(200, b"in time")]
+    assert fetch(server.url + "/y", timeout=0.2) == b"in time"  # otherwise retried
 
 
 def test_permanent_answer_fails_at_once(server):
@@ -208,6 +248,87 @@ def test_body_shorter_than_content_length_is_retried(server):
     assert fetch(server.url + "/x") == b"x" * 4000  # Content-Length counts encoded bytes
     assert server.hits("/x") == 3
 
+
+
+def gzip_json(value: object) -> tuple[bytes, bytes]:
+    """(JSON, its gzip) for a value whose JSON gzips about 3:1."""
+    raw = orjson.dumps(value)
+    return raw, gzip.compress(raw)
+
+
+def hex_rows(n: int = 3000) -> list[str]:
+    rng = random.Random(7)
+    return [f"/ZeroBias/Run2024C-PromptReco-v1/DQMIO#{rng.getrandbits(64):016x}"
+            for _ in range(n)]
+
+
+def test_gzip_length_is_checked_on_the_wire(server):
+    """Content-Length counts the gzip bytes. Half of this gzip stream decodes to more bytes
+    than the whole stream has, so only a count of the bytes on the wire sees the cut; a
+    whole body, which decodes to three times its Content-Length, is taken at once."""
+    raw, packed = gzip_json(hex_rows())
+    cut = zlib.decompressobj(wbits=31).decompress(packed[: len(packed) // 2])
+    assert len(cut) > len(packed) and len(raw) > 2.5 * len(packed)
+    gz = {"Content-Encoding": "gzip"}
+    server.script["/whole"] = [Reply(200, packed, gz)]
+    assert fetch(server.url + "/whole") == raw
+    server.script["/cut"] = [Reply(200, packed, gz, cut=True), Reply(200, packed, gz)]
+    assert fetch(server.url + "/cut") == raw
+    assert server.hits("/whole") == 1 and server.hits("/cut") == 2
+
+
+def _dials_get(server: Scripted) -> object:
+    with dials_client(server) as dials:
+        return dials.get("th1/", {"run_number": 1})
+
+
+def _dbs_blocks(server: Scripted) -> object:
+    with dbs_client(server) as dbs:
+        return dbs.blocks("/ZeroBias/Run2024C-PromptReco-v1/DQMIO")
+
+
+def _caf_listing(server: Scripted) -> object:
+    settings = CafSettings(server.url + "/CAF/certification", "Collisions24", "golden", True)
+    with CafClient(settings, policy=FAST) as caf:
+        return [f.name for f in caf.listing()]
+
+
+def _oms_runs(server: Scripted) -> object:
+    settings = OmsSettings(server.url + "/agg/api", server.url + "/token", "cmsoms-prod",
+                           "id", "secret", "direct", True)
+    with DirectOms(settings, policy=FAST) as oms:
+        return [r.run_number for r in oms.runs_numbered(300000, 303000)]
+
+
+def _listing(names: list[str]) -> bytes:
+    rows = "".join(f'<img src="/icons/unknown.gif" alt="[   ]"> <a href="{n}">{n}</a> '
+                   "2024-11-04 10:00  12K\n" for n in names)
+    return f"<html><body><pre>{rows}</pre></body></html>\n".encode()
+
+
+@pytest.mark.parametrize("call", [_dials_get, _dbs_blocks, _caf_listing, _oms_runs],
+                         ids=["dials", "dbs", "caf", "oms"])
+def test_every_client_retries_a_gzip_body_cut_short(server, call):
+    names = hex_rows()
+    if call is _dials_get:
+        path, (raw, packed), expected = "/api/v1/th1/", gzip_json(names), orjson.dumps(names)
+    elif call is _dbs_blocks:
+        path, (raw, packed) = f"{DBS}/blocks", gzip_json([{"block_name": n} for n in names])
+        expected = names
+    elif call is _caf_listing:
+        files = [f"Cert_Collisions2024_{300000 + i}_{300000 + i}_Golden_{n[-16:]}.json"
+                 for i, n in enumerate(names)]
+        path, raw, expected = "/CAF/certification/Collisions24/", _listing(files), files
+        packed = gzip.compress(raw)
+    else:
+        runs = list(range(300000, 300000 + len(names)))
+        page = {"data": [{"id": str(r), "attributes": {"run_number": r, "fill": n}}
+                         for r, n in zip(runs, names, strict=True)], "links": {"next": None}}
+        path, (raw, packed), expected = "/agg/api/v1/runs?", gzip_json(page), runs
+    gz = {"Content-Encoding": "gzip"}
+    server.script[path] = [Reply(200, packed, gz, cut=True), Reply(200, packed, gz)]
+    assert call(server) == expected
+    assert server.hits(path) == 2
 
 # ---- the classifiers -------------------------------------------------------------------------
 
@@ -262,11 +383,11 @@ def test_caf_classifier(server):
                                        Reply(200, b'{"379000": [[1, 5]]}')]
     settings = CafSettings(server.url + "/CAF/certification", "Collisions24", "golden", True)
     with CafClient(settings, policy=RetryPolicy(attempts=5, base_delay=0.01)) as caf:
-        cert = caf.certification()
+        cert = caf.current()
     missing = CafSettings(settings.url, "Collisions99", "golden", True)
     with CafClient(missing, policy=FAST) as caf, pytest.raises(ServiceError) as info:
         caf.ping()
-    assert cert.runs == {379000: [(1, 5)]}
+    assert cert.runs == [379000] and cert.ranges(379000) == [(1, 5)]
     assert server.hits(folder) - server.hits(folder + "Cert_") == 4
     assert str(info.value) == (f"CAF listing: {server.url}/CAF/certification/Collisions99/ "
                                "answered HTTP 404 (no such class or folder?)")
