@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import orjson
 from starlette.requests import Request
@@ -14,6 +14,7 @@ from .. import oms
 from ..httputil import base_url, json_response, server_error_html
 from ..world.basics import iso, utc
 from ..world.entities import WORLD_KINDS, Run
+from ..world.model import World
 from .context import Ctx
 from .errors import ApiError, detail
 
@@ -45,21 +46,48 @@ def caf(request: Request, ctx: Ctx) -> bytes:
     })
 
 
+#: Run Registry global states of an offline dataset [cms-DQM/runregistry:
+#: runregistry_backend/cron_datasets/1.create_datasets.js, 2.ping_dqm_gui.js,
+#: controllers/dataset.js]. SIGNOFF (workspaces signed off, not yet completed by the DC
+#: experts) is not modelled: the world knows only when a run's certification was decided.
+WAITING_DQM_GUI, OPEN, COMPLETED = "waiting dqm gui", "OPEN", "COMPLETED"
+
+
+def rr_global_state(world: World, run: Run, now: datetime) -> str | None:
+    """The Run Registry global state at `now` of a 13.6 TeV collision run's PromptReco
+    dataset (None: no such dataset, or the run has not ended).
+
+    Run Registry creates the offline datasets at the online sign-off of the run as
+    `waiting dqm gui`, moves them to OPEN when the DQM GUI shows the PromptReco DQMIO (here:
+    when DBS registered it) and the DC experts move them to COMPLETED once the certification
+    is decided: the world's `RunCertification.ready_at`, weeks to months after the run
+    ended. The Golden JSON that holds the run is the next cumulative release after that
+    (`certified_at`), so COMPLETED runs may not be in any Golden JSON yet. Bad runs are
+    decided (COMPLETED) too; the decertified run stays COMPLETED (its re-decision is not
+    modelled)."""
+    cert = world.run_certification.get(run.number)
+    if cert is None or run.end > now:
+        return None
+    if cert.ready_at <= now:
+        return COMPLETED
+    prompt = [f.registered_at for d in world.datasets if d.processing_string == "PromptReco"
+              for f in world.files_of(d.dataset_id, run.number)]
+    return OPEN if prompt and min(prompt) <= now else WAITING_DQM_GUI
+
+
 def editable_datasets(request: Request, ctx: Ctx) -> bytes:
-    """Run Registry runs per global state. The world certifies runs 4 days after they end
-    (good ones land in the golden JSON): COMPLETED = ended that long before the latest
-    golden JSON was published, OPEN = the other ended collision runs, other states = none."""
+    """Run Registry runs of a class and offline dataset in one global state, ascending, as
+    DIALS' runregistry client returns them [cms-DQM/dials:
+    backend/runregistry_min/client.py, viewsets.py]; states as `rr_global_state`, compared
+    exactly as Run Registry's filter does. The world holds one offline dataset per run (the
+    PromptReco one, `/PromptReco/Collisions2024/DQM`), so `dataset_name` is not checked."""
     class_name, _dataset, global_state = _required(
         request.query_params, "class_name", "dataset_name", "global_state")
     world = ctx.world
-    golden = world.latest_cert("golden", ctx.now)
-    cutoff = golden.published_at - timedelta(days=4) if golden else None
-    ended = [r for r in world.runs if r.stable_beam and r.end <= ctx.now]
-    done = {r.number for r in ended if cutoff is not None and r.end <= cutoff}
-    state = global_state.upper() if class_name == world.cert_class else ""
-    runs = {"OPEN": [r.number for r in ended if r.number not in done],
-            "COMPLETED": sorted(done)}.get(state, [])
-    return orjson.dumps(runs)
+    if class_name != world.cert_class:
+        return b"[]"
+    return orjson.dumps([r.number for r in world.runs
+                         if rr_global_state(world, r, ctx.now) == global_state])
 
 
 UNITS = {"/ub": 1.0, "/nb": 1e-3, "/pb": 1e-6, "/fb": 1e-9}
