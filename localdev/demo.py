@@ -2,7 +2,7 @@
 
 Starts the emulator (demo profile, clock at the morning after the night), an Airflow on
 SQLite in `.airflow/demo/`, runs `dials_ingest` for that night with `airflow dags test`,
-stops the emulator and prints runs ingested and pending, files written, the completeness
+stops the emulator and prints runs ingested and waiting, files written, the completeness
 verdict and how to read the parquet. Each call starts from scratch (`.airflow/demo/` and
 `out/demo/` are recreated), so it always shows a first night.
 """
@@ -21,7 +21,10 @@ from dialsflow_emulator.process import EmulatorProcess
 
 from .airflow_home import ROOT, LocalAirflow, state_home
 
-NIGHT = "2024-04-25T12:00:00+00:00"  # Golden JSON of the 24th published; one run pending
+# The morning after the demo season's last run: four Golden releases are out (the latest
+# certifies runs that ended weeks to months earlier), the newer runs wait for the next one,
+# and one certified run has a DIALS file stuck STARTED for months.
+NIGHT = "2024-09-01T12:00:00+00:00"
 
 
 def summarize(output_root: Path) -> list[str]:
@@ -36,13 +39,22 @@ def summarize(output_root: Path) -> list[str]:
         gaps = [(u["me"].rsplit("/", 1)[-1], r["run"], r["counts"]["upstream_gap"])
                 for u in completeness.get("units", []) for r in u["runs"]
                 if r["counts"]["upstream_gap"]]
+        plan = report.get("plan") or {}
+        counts = plan.get("counts", {})
+        waiting = [r for r in plan.get("runs", []) if r["status"] == "waiting"]
         lines += [
-            f"job {report['job']}: window {report['window'][0]} → {report['window'][1]}",
+            f"job {report['job']}: certification {', '.join(report['certification']['files'])}",
             f"  runs ingested: {len(written)} ({_runs(written)}) × "
             f"{len(report['ingested'])} dataset × ME units",
-            f"  runs pending:  {len(report['pending'])}"
-            + "".join(f"\n    {p['run']} ({p['dataset']}): {p['reason']}"
-                      for p in report["pending"]),
+            f"  runs × datasets: {counts.get('complete', 0)} complete, {counts.get('due', 0)} "
+            f"due, {counts.get('waiting', 0)} waiting, {counts.get('excluded', 0)} excluded "
+            "(dialsflow plan lists each with its reason)",
+            *(f"    waiting {r['run']}: {r['reason']}" for r in waiting[:3]),
+            *(f"    stuck upstream: run {s['run']}: {s['files']} DIALS file(s) not settled "
+              f"since {s['since']} (ingested with the gap)" for s in plan.get("stuck", [])),
+            *(f"    failed upstream: run {f['run']}: DIALS gave up on "
+              f"{', '.join(f'{n} {k}' for k, n in f['files'].items())} file(s)"
+              for f in plan.get("failed_upstream", [])),
             f"  files written: {len(files)} parquet files, "
             f"{sum(p.stat().st_size for p in files) / 1e6:.1f} MB under {out}",
             f"  completeness:  {report['verdict']}",

@@ -227,14 +227,17 @@ def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[Inge
         report = check_units(job.output, scope, dbs, dials)
         log.info("dialsflow: completeness of job %s (DBS vs DIALS vs parquet):\n%s", job.name,
                  report.render_table())
+    notes = night.job_notes(job.name)
+    explained = {(item["dataset"], item["run"])
+                 for item in [*notes.get("stuck", []), *notes.get("failed_upstream", [])]}
     verdict = Verdict(judge(report, [u.key for u in failed], job.completeness_tolerance,
-                            test=config.test), report)
+                            test=config.test, explained=explained), report, explained)
     document = report_document(
         job=job.name, tolerance=job.completeness_tolerance,
         night={"run_id": config.run_id, "window": list(config.window), "runs": config.runs,
                "force": config.force, "test": config.test},
         verdict=verdict, failed_units=[(u.key, u.runs) for u in failed],
-        ingested=[r.to_json() for r in ingested], notes=night.job_notes(job.name))
+        ingested=[r.to_json() for r in ingested], notes=notes)
     path = write_report(job.output, config.run_id, document)
     log.info("dialsflow: report written to %s", path)
     return verdict, str(path)

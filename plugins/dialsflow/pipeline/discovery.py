@@ -69,6 +69,8 @@ class JobPlan:
     #: one row per run and concrete dataset: {run, dataset, status, reason}
     runs: list[dict[str, Any]] = field(default_factory=list)
     stuck: list[dict[str, Any]] = field(default_factory=list)  # {dataset, run, files, since}
+    #: due runs with files DIALS failed for good: {dataset, run, files: {status: count}}
+    failed_upstream: list[dict[str, Any]] = field(default_factory=list)
     deferred: int = 0  # run × ME pairs due but over tonight's budget
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +112,10 @@ class JobPlan:
         for s in self.stuck:
             lines.append(f"  STUCK UPSTREAM: {s['dataset']} run {s['run']}: {s['files']} "
                          f"file(s) not settled in DIALS since {s['since']}")
+        for f in self.failed_upstream:
+            files = ", ".join(f"{n} {status}" for status, n in f["files"].items())
+            lines.append(f"  FAILED UPSTREAM: {f['dataset']} run {f['run']}: DIALS gave up on "
+                         f"{files} file(s): ingested with the gap")
         width = max((len(r["dataset"]) for r in self.runs), default=0)
         for r in self.runs:
             lines.append(f"  {r['run']}  {r['dataset']:<{width}}  {r['status']:<8}  "
@@ -172,12 +178,16 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
             status, reason = _run_status(run, records.get(run), cert, at, job)
             if status is None:
                 record = records[run]  # _run_status wants it: OMS knows it, ended
-                status, reason, stuck = _readiness(dbs_files.get(run, []), dials_files,
+                files = dbs_files.get(run, [])
+                status, reason, stuck = _readiness(files, dials_files,
                                                    run in in_dials[dataset],
                                                    record.end_time or at, at, job)
                 if stuck:
                     stuck_runs.add(run)
                     plan.stuck.append({"dataset": dataset, "run": run, **stuck})
+                if status == "due" and (failed := _failed(files, dials_files)):
+                    plan.failed_upstream.append({"dataset": dataset, "run": run,
+                                                 "files": failed})
             missing = [me for me in mes if force or run not in on_disk[me]]
             if status == "due":
                 for me in missing:
@@ -270,6 +280,14 @@ def _readiness(dbs_files: list[DbsFile], dials_files: dict[str, dict[str, Any]],
         return "due", (f"stuck upstream since {iso(oldest)}: ingested with the gap "
                        f"({_describe(unindexed, moving)})"), stuck
     return "waiting", f"DIALS not finished: {_describe(unindexed, moving)}", None
+
+
+def _failed(dbs_files: list[DbsFile], dials_files: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """{status: files} of the run's files DIALS gave up on (COPY_ERROR, PARSING_ERROR...)."""
+    found = Counter(row["status"] for f in dbs_files
+                    if (row := dials_files.get(f.lfn)) is not None
+                    and row["status"] not in (*IN_FLIGHT, "FINISHED"))
+    return dict(sorted(found.items()))
 
 
 def _describe(unindexed: int, moving: Counter) -> str:

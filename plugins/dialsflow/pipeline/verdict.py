@@ -3,13 +3,15 @@
 The completeness sets (pipeline/completeness.py) say *what* is missing and whose problem
 it is; this module decides what that means for the job: our failures (parquet lacking
 what DIALS has, units whose ingestion failed) always fail it; upstream gaps (DBS has LS
-that DIALS lacks) fail it only beyond the job's tolerance; in test mode truncated output
-is expected, so only failed units count.
+that DIALS lacks) fail it only beyond the job's tolerance, unless DIALS itself says why
+(a file it failed for good, or one stuck upstream: discovery saw them in DIALS' file index,
+so they are reported, not failures of the night); in test mode truncated output is
+expected, so only failed units count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +20,15 @@ from dialsflow.store.layout import UnitKey
 
 COMPLETE = "complete"
 WITHIN_TOLERANCE = "complete within tolerance (upstream gaps reported)"
+WITH_UPSTREAM_GAPS = ("complete with upstream gaps DIALS reports (files it failed or is stuck "
+                      "on; see the report)")
 
 
 def judge(report: CompletenessReport | None, failed_units: Iterable[UnitKey],
-          tolerance: float, *, test: bool = False) -> list[str]:
-    """Why the job fails (empty: it does not)."""
+          tolerance: float, *, test: bool = False,
+          explained: Collection[tuple[str, int]] = ()) -> list[str]:
+    """Why the job fails (empty: it does not). `explained`: (dataset, run) whose upstream
+    gap DIALS' file index accounts for."""
     failures = [f"ingestion failed for {key.dataset} × {key.me} (see its mapped task log)"
                 for key in failed_units]
     if report is None or test:
@@ -32,7 +38,7 @@ def judge(report: CompletenessReport | None, failed_units: Iterable[UnitKey],
         if c.ours:
             failures.append(f"{where}: parquet lacks {len(c.ours)} LS that DIALS has")
         gap = c.dials_missing_fraction or 0.0
-        if gap > tolerance:
+        if gap > tolerance and (c.key.dataset, c.run) not in explained:
             failures.append(f"{where}: DIALS lacks {gap:.0%} of the DBS lumisections "
                             f"(tolerance {tolerance:.0%})")
     return failures
@@ -44,6 +50,7 @@ class Verdict:
 
     failures: list[str]
     report: CompletenessReport | None
+    explained: Collection[tuple[str, int]] = ()
 
     @property
     def failed(self) -> bool:
@@ -55,7 +62,9 @@ class Verdict:
             return "FAILED: " + "; ".join(self.failures)
         if self.report is None or self.report.complete:
             return COMPLETE
-        return WITHIN_TOLERANCE
+        reported = any(c.upstream_gap and (c.key.dataset, c.run) in self.explained
+                       for c in self.report.checks)
+        return WITH_UPSTREAM_GAPS if reported else WITHIN_TOLERANCE
 
     def first_failures(self, n: int = 3) -> str:
         more = (f" (and {len(self.failures) - n} more, see the report)"
@@ -78,7 +87,9 @@ def report_document(*, job: str, tolerance: float, night: dict[str, Any], verdic
                          for key, runs in failed_units],
         "ingested": ingested,
         "certification": notes.get("certification"),
-        "counts": notes.get("counts", {}), "runs": notes.get("runs", []),
-        "stuck": notes.get("stuck", []), "deferred": notes.get("deferred", 0),
+        "plan": {"counts": notes.get("counts", {}), "runs": notes.get("runs", []),
+                 "stuck": notes.get("stuck", []),
+                 "failed_upstream": notes.get("failed_upstream", []),
+                 "deferred": notes.get("deferred", 0)},
         "completeness": verdict.report.to_json() if verdict.report is not None else None,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialsflow.pipeline.completeness import CompletenessReport, RunCheck
-from dialsflow.pipeline.verdict import judge
+from dialsflow.pipeline.verdict import WITH_UPSTREAM_GAPS, WITHIN_TOLERANCE, Verdict, judge
 from dialsflow.store.layout import UnitKey
 
 KEY = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO",
@@ -38,3 +38,22 @@ def test_parquet_lacking_what_dials_has_always_fails_except_in_test_mode():
 def test_failed_units_fail_the_job_even_without_a_report():
     assert judge(None, [KEY], 0.5, test=True) == [
         f"ingestion failed for {KEY.dataset} × {KEY.me} (see its mapped task log)"]
+
+
+def test_gaps_dials_reports_itself_are_reported_not_failures():
+    """A file DIALS failed for good or is stuck on (seen by discovery in its file index)
+    explains the gap of that run only; our losses still fail."""
+    copy_error = check(3, range(1, 51), range(1, 4), range(1, 4))  # DIALS lacks 94 %
+    unexplained = check(4, range(1, 51), range(1, 40), range(1, 40))
+    explained = {(KEY.dataset, 3)}
+    assert judge(report(copy_error, unexplained), [], 0.25, explained=explained) == []
+    assert judge(report(copy_error, unexplained), [], 0.2, explained=explained) == [
+        f"{KEY.dataset} × {KEY.me} run 4: DIALS lacks 22% of the DBS lumisections "
+        "(tolerance 20%)"]
+    assert judge(report(copy_error), [], 0.25) != []
+    verdict = Verdict([], report(copy_error), explained)
+    assert verdict.text == WITH_UPSTREAM_GAPS
+    assert Verdict([], report(unexplained)).text == WITHIN_TOLERANCE
+    ours = check(5, range(1, 51), range(1, 4), range(1, 3))
+    assert judge(report(ours), [], 0.25, explained={(KEY.dataset, 5)}) == [
+        f"{KEY.dataset} × {KEY.me} run 5: parquet lacks 1 LS that DIALS has"]
