@@ -63,7 +63,7 @@ class LocalAirflow:
     def setup(self) -> LocalAirflow:
         """Migrate the SQLite metadata DB and create the `dials_api` pool (idempotent)."""
         self.home.mkdir(parents=True, exist_ok=True)
-        for args in (("db", "migrate"), ("pools", "set", POOL, "4", "DIALS API concurrency")):
+        for args in (("db", "migrate"), ("pools", "set", POOL, "2", "DIALS API concurrency")):
             out = self.airflow(*args)
             if out.returncode != 0:
                 raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stderr[-3000:]}")

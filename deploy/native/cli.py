@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs-file", help="DIALSFLOW_JOBS_FILE (default: the caller's, else "
                                        "the demo's include/jsons/jobs.json)")
     s.add_argument("--output", help="DIALSFLOW_OUTPUT_ROOT (default HOME/output)")
-    s.add_argument("--pool-slots", type=int, default=4, help=f"slots of the {POOL} pool")
+    s.add_argument("--pool-slots", type=int, default=2, help=f"slots of the {POOL} pool")
     s.add_argument("--worker-concurrency", type=int, default=4,
                    help="task slots: Celery worker concurrency, or LocalExecutor parallelism")
     s.add_argument("--connections-env", help="env file with AIRFLOW_CONN_* lines")
