@@ -25,9 +25,10 @@ HELP = """\
 dialsflow: Airflow UI on http://localhost:{port}/  (user admin; password in
   {home}/simple_auth_manager_passwords.json.generated once Airflow has started)
   - DAG dials_ingest starts paused: unpause it, then Trigger → Single Run with a logical
-    date such as 2024-04-25 12:00 UTC (the emulator's world clock is {night}), or
-    Trigger → Backfill for 2024-04-23 … 2024-04-25.
-  - Params: jobs, runs (e.g. 379471,379477), force, test.
+    date such as {day} 12:00 UTC (the emulator's world clock is {night}), or
+    Trigger → Backfill for a few days before it. Every night ingests what the Golden
+    JSON in force certifies and the manifest lacks, whatever its date.
+  - Params: jobs, runs (e.g. 379433,379439), force, test.
   - Failed task → Grid → red cell → Logs. Parquet lands in {output}.
   - Emulator on {emu}; its log: {emu_log}. Ctrl-C stops everything.
 """
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
                                        f"http://localhost:{args.port}/execution/"})
         airflow.setup()
-        print(HELP.format(port=args.port, home=airflow.home, night=NIGHT, output=args.output,
+        print(HELP.format(port=args.port, home=airflow.home, night=NIGHT, day=NIGHT[:10],
+                          output=args.output,
                           emu=emu.url, emu_log=emu_log), flush=True)
         env = {**airflow.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
                                       f"{os.environ.get('PATH', '')}"}
