@@ -49,3 +49,34 @@ def test_missing_pattern_file_exits_2(tmp_path: Path, capsys):
     code = main(["fetch", "-d", str(tmp_path / "nope.json"), "-m", str(tmp_path / "x.json"),
                  "-o", str(tmp_path / "out")])
     assert code == 2 and "datasets file not found" in capsys.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_JOBS = ROOT / "include" / "jsons" / "jobs.json"
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    ([], {}, "DIALSFLOW_JOBS_FILE is not set: point it at your jobs file"),
+    (["--jobs-file", str(DEMO_JOBS), "-j", "nosuchjob"], {},
+     "no job 'nosuchjob'; known jobs: demo_tracker, demo_ecal"),
+    (["--jobs-file", str(DEMO_JOBS)], {}, "connection oms_default is not set: set "
+                                          "AIRFLOW_CONN_OMS_DEFAULT"),
+    (["--jobs-file", str(DEMO_JOBS), "--runs", "9-1"], {}, "--runs '9-1': give FIRST-LAST"),
+])
+def test_bad_plan_input_exits_2_with_one_line(monkeypatch, tmp_path, capsys, args, env,
+                                              expected):
+    for name in ("DIALSFLOW_JOBS_FILE", *(f"AIRFLOW_CONN_{c}_DEFAULT"
+                                          for c in ("DIALS", "OMS", "DBS", "CAF"))):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DIALSFLOW_OUTPUT_ROOT", str(tmp_path))
+    code = main(["plan", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("dialsflow: error: ") and expected in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_plan_at_must_be_an_iso_time(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "--at", "yesterday"])
+    assert info.value.code == 2
+    assert "not an ISO 8601 time: 'yesterday'" in capsys.readouterr().err
