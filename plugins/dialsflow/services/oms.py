@@ -1,4 +1,5 @@
-"""OMS runs for discovery: which runs ended in a time window, with the attributes filters use.
+"""OMS runs for discovery: every run since a time, or by number, with the attributes the
+job's filters use.
 
 Two ways in, chosen by `oms_default` extra.via:
 - `direct`: the unmodified `omsapi` 0.9.8.1 client against the connection's api_url, with a
@@ -8,10 +9,11 @@ Two ways in, chosen by `oms_default` extra.via:
 - `dials`: DIALS' `oms-proxy/` with our `DialsClient` (its auth, pool and retries). Only what
   cmsdials' OMSProxyClient sends is sent: `endpoint`, `filter[...]` and `page[...]`.
 
-Either way the query is `runs` with `filter[end_time][GE]`/`[LT]` (docs/reference/oms.md §2, §3: UTC
-`YYYY-MM-DDTHH:MM:SSZ`), paged with `page[offset]`/`page[limit]` until `links.next` is null
-or a short page (§2, §4.1). The job's filters are applied here, client side, so every
-rejected run can be reported with its reason (see `OmsRun.rejection`).
+Either way the query is `runs` with `filter[start_time][GE]` (docs/reference/oms.md §2, §3:
+UTC `YYYY-MM-DDTHH:MM:SSZ`) or `filter[run_number][GE]`/`[LE]`, paged with
+`page[offset]`/`page[limit]` until `links.next` is null or a short page (§2, §4.1). Runs
+carry no `era` (§6.1). The job's filters are applied client side
+(pipeline/run_filters.py), so every rejected run can be reported with its reason.
 """
 
 from __future__ import annotations
@@ -132,14 +134,6 @@ class OmsRuns(Client):
                 break
             offset += PAGE_LIMIT
         return [found[n] for n in sorted(found)]
-
-    def runs_ended_between(self, start: datetime, end: datetime) -> list[OmsRun]:
-        """Runs that ended in [start, end); ongoing runs (end_time null) never match."""
-        lo, hi = utc(start), utc(end)
-        runs = self.query_runs([("end_time", "GE", iso(lo)),
-                                ("end_time", "LT", iso(hi))])
-        # OMS compares at its own resolution; keep exactly the half-open window.
-        return [r for r in runs if r.end_time is not None and lo <= r.end_time < hi]
 
     def runs_started_since(self, start: datetime) -> list[OmsRun]:
         """Runs that started at or after `start`, ongoing ones included."""

@@ -1,4 +1,4 @@
-"""OMS runs of a window, directly with omsapi and through DIALS' oms-proxy."""
+"""OMS runs since a time or by number, directly with omsapi and through DIALS' oms-proxy."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from ...clients import connection, oms
 VIAS = ["direct", "dials"]
 
 
-def ended_between(truth: dict, start, end) -> list[dict]:
-    return [r for r in truth["runs"] if r["ended"] and start <= utc(r["end_time"]) < end]
+def started_since(truth: dict, start) -> list[dict]:
+    """The runs OMS knows at the truth's clock that started at or after `start`."""
+    now = utc(truth["now"])
+    return [r for r in truth["runs"] if start <= utc(r["start_time"]) <= now]
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +34,17 @@ def midrun() -> Iterator[EmulatorProcess]:
 
 
 @pytest.mark.parametrize("via", VIAS)
-def test_runs_ended_in_window_equal_truth(emulator, truth, via):
+def test_runs_started_since_equal_truth(emulator, truth, via):
     runs = truth["runs"]
-    start, end = utc(runs[3]["end_time"]), utc(runs[20]["end_time"])  # end excluded
+    start = utc(runs[3]["start_time"])  # included
     client = oms(emulator, via)
-    got = client.runs_ended_between(start, end)
-    expected = ended_between(truth, start, end)
+    got = client.runs_started_since(start)
+    expected = started_since(truth, start)
     assert [r.run_number for r in got] == [r["run_number"] for r in expected]
     assert runs[3]["run_number"] in [r.run_number for r in got]
-    assert runs[20]["run_number"] not in [r.run_number for r in got]
+    assert runs[2]["run_number"] not in [r.run_number for r in got]
     for mine, theirs in zip(got, expected, strict=True):
-        assert mine.end_time == utc(theirs["end_time"])
+        assert mine.end_time == (utc(theirs["end_time"]) if theirs["ended"] else None)
         assert (mine.fill_number, mine.stable_beam) == (theirs["fill_number"],
                                                          theirs["stable_beam"])
         assert mine.components and mine.recorded_lumi is not None
@@ -52,9 +54,9 @@ def test_runs_ended_in_window_equal_truth(emulator, truth, via):
 def test_pages_are_followed(emulator, truth, via, monkeypatch):
     monkeypatch.setattr(oms_module, "PAGE_LIMIT", 4)
     client = oms(emulator, via)
-    start, end = utc(truth["runs"][0]["start_time"]), utc(truth["now"])
-    got = [r.run_number for r in client.runs_ended_between(start, end)]
-    assert got == [r["run_number"] for r in ended_between(truth, start, end)]
+    start = utc(truth["runs"][0]["start_time"])
+    got = [r.run_number for r in client.runs_started_since(start)]
+    assert got == [r["run_number"] for r in started_since(truth, start)]
     assert len(got) > 3 * 4  # several pages
     numbered = client.runs_numbered(got[2], got[13])
     assert [r.run_number for r in numbered] == got[2:14]
@@ -69,8 +71,9 @@ def test_an_ongoing_run_is_never_ended(midrun, via):
     number = ongoing[0]["run_number"]
     client = oms(midrun, via)
     now = utc(truth["now"])
-    ended = client.runs_ended_between(now - timedelta(days=2), now + timedelta(days=30))
-    assert number not in [r.run_number for r in ended] and ended
+    recent = client.runs_started_since(now - timedelta(days=30))
+    assert number in [r.run_number for r in recent]
+    assert [r.ended for r in recent if r.run_number == number] == [False]
     (record,) = client.runs_numbered(number, number)
     assert not record.ended and record.recorded_lumi is None
 
