@@ -48,7 +48,8 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
                       description="FIRST-LAST or a comma list: only these runs (still "
                                   "certified, wanted by OMS and ready in DIALS ones only)."),
         "force": Param(False, type="boolean", title="Force re-ingest",
-                       description="Re-ingest runs even when the manifest says complete."),
+                       description="Re-ingest the given runs even when the manifest says "
+                                   "complete (needs Runs)."),
         "test": Param(False, type="boolean", title="Test mode",
                       description="First page per run only (recorded as incomplete)."),
     },

@@ -47,6 +47,8 @@ CASES = {
     "unknown_job": ({}, {"jobs": ["no_such_job"]}, "no job 'no_such_job'; known jobs: "
                     "demo_tracker, demo_ecal"),
     "bad_regex": ({}, {}, "invalid regex in MEs: 'PixelPhase1/(unclosed'"),
+    "force_without_runs": ({}, {"force": True}, "force re-ingests complete runs: give the runs "
+                           "to re-ingest with it"),
     "missing_connection": ({"AIRFLOW_CONN_OMS_DEFAULT": ""}, {},
                            "connection 'oms_default' is not defined"),
     "unreachable_service": (

@@ -76,6 +76,10 @@ def load_config(context: dict[str, Any]) -> dict[str, Any]:
     jobs = select_jobs(list(params.get("jobs") or []))
     runs_text = params.get("runs")
     RunSelection.parse(runs_text)  # clear error now rather than in every task
+    if params.get("force") and not runs_text:
+        raise InputError("force re-ingests complete runs: give the runs to re-ingest with it "
+                         "(FIRST-LAST or a comma list); without them it would re-fetch every "
+                         "certified run")
     preflight(jobs, {conn_id: from_airflow(conn_id) for conn_id in CONN_IDS})
     start, end = window(context)
     # `started` is not dag_run.start_date: `airflow dags test` sets that to the logical date.

@@ -7,7 +7,10 @@ Two ways in, chosen by `oms_default` extra.via:
   URL from the module global `omsapi.cern_api_url` at call time (docs/reference/oms.md §1, "Emulator
   hook"), so it is set from the connection before authenticating.
 - `dials`: DIALS' `oms-proxy/` with our `DialsClient` (its auth, pool and retries). Only what
-  cmsdials' OMSProxyClient sends is sent: `endpoint`, `filter[...]` and `page[...]`.
+  cmsdials' OMSProxyClient sends is sent: `endpoint`, `filter[...]` and `page[...]`. DIALS
+  turns every OMS error into its HTML 500 page (docs/reference/dials.md), which cannot be
+  told from a permanent failure, so it is not retried: the `direct` way, which retries OMS'
+  transient 500s, is the one for nightly runs.
 
 Either way the query is `runs` with `filter[start_time][GE]` (docs/reference/oms.md §2, §3:
 UTC `YYYY-MM-DDTHH:MM:SSZ`) or `filter[run_number][GE]`/`[LE]`, paged with

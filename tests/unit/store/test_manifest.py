@@ -53,3 +53,19 @@ def test_forget_drops_the_entry_before_a_file_is_replaced(tmp_path: Path):
     manifest.forget(KEY, 5)
     assert manifest.get(KEY, 5) is None and not manifest.is_complete(KEY, 5)
     manifest.forget(KEY, 5)  # idempotent
+
+
+def test_complete_runs_of_a_unit_in_one_pass_agree_with_is_complete(tmp_path: Path):
+    manifest = Manifest(tmp_path)
+    assert manifest.complete_runs(KEY) == set()
+    for run in (1, 2, 3, 4):
+        manifest.record(entry(run, complete=run != 3))
+    for run in (1, 3, 4, 5):  # 2: no file; 5: no entry
+        with_file(tmp_path, run, b"abcd" if run != 4 else b"abc")  # 4: wrong size
+    assert manifest.complete_runs(KEY) == {1}
+    assert {r for r in range(1, 6) if manifest.is_complete(KEY, r)} == {1}
+    manifest.record(replace(entry(4), bytes=3, certification="Cert_x_Golden.json",
+                            upstream_stuck=True))
+    assert manifest.complete_runs(KEY) == {1, 4}
+    assert manifest.get(KEY, 4).certification == "Cert_x_Golden.json"
+    assert manifest.get(KEY, 4).upstream_stuck
