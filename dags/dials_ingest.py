@@ -6,7 +6,9 @@ load_config → discover → ingest (one mapped task per concrete dataset × ME,
 jobs file (for the output assets).
 
 Parse-time settings (environment, all optional): DIALSFLOW_SCHEDULE (cron, UTC),
-DIALSFLOW_START_DATE, DIALSFLOW_RETRIES, DIALSFLOW_RETRY_DELAY_S, DIALSFLOW_TASK_TIMEOUT_MIN.
+DIALSFLOW_START_DATE, DIALSFLOW_END_DATE (no scheduled runs after it: for a world that ends,
+such as the emulator's), DIALSFLOW_RETRIES, DIALSFLOW_RETRY_DELAY_S,
+DIALSFLOW_TASK_TIMEOUT_MIN.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from airflow.sdk import (
 from dialsflow.airflow.assets import output_assets
 
 POOL = "dials_api"
+END_DATE = os.environ.get("DIALSFLOW_END_DATE")
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", "120")))
 
 
@@ -35,6 +38,7 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
     schedule=CronDataIntervalTimetable(os.environ.get("DIALSFLOW_SCHEDULE", "0 3 * * *"),
                                        timezone="UTC"),
     start_date=pendulum.parse(os.environ.get("DIALSFLOW_START_DATE", "2024-01-01"), tz="UTC"),
+    end_date=pendulum.parse(END_DATE, tz="UTC") if END_DATE else None,
     catchup=False,
     max_active_runs=1,  # each night plans from the manifest the previous one left
     default_args={"retries": 0},

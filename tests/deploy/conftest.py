@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,15 @@ import pytest
 from deploy.native.deployment import Deployment
 
 ROOT = Path(__file__).resolve().parents[2]
+def no_scheduled_runs(night: str) -> tuple[str, str]:
+    """Deployment flags that end the DAG the day after `night` (DIALSFLOW_END_DATE).
+
+    Discovery follows the certification, not the calendar: the scheduled run Airflow creates
+    for today's interval when a test unpauses the DAG would ingest the emulator world's
+    certified runs before the test's own nights. With an end date in the past the scheduler
+    creates none; manual runs and backfills up to the end date run as usual."""
+    end = date.fromisoformat(night[:10]) + timedelta(days=1)
+    return ("--env", f"DIALSFLOW_END_DATE={end.isoformat()}")
 
 
 def run_local(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

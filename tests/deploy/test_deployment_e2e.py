@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,13 +20,18 @@ from dialsflow.config.jobs import load_jobs
 from dialsflow.store.layout import UnitKey, unit_dir
 from dialsflow.store.manifest import Manifest
 
+from ..expected import morning_after_release
+from .conftest import no_scheduled_runs
+
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG = "dials_ingest"
 JOB = "demo_tracker"  # include/jsons/jobs.json: BPix L1 and L2 maps of ZeroBias
-NOW = "2024-04-25T12:00:00+00:00"  # emulator clock: the Golden JSON certifies most runs
-NIGHT = "2024-04-25T12:00:00Z"  # manual run: data interval [04-24 03:00, 04-25 03:00)
+NOW = morning_after_release(1)  # emulator clock: the second Golden release certifies 4 runs
+NIGHT = NOW.replace("+00:00", "Z")  # a manual run: data interval [day-1 03:00, day 03:00)
+DAY = NOW[:10]
+BEFORE = (date.fromisoformat(DAY) - timedelta(days=1)).isoformat()
 FAILING_ME = "PXLayer_2$"
 
 
@@ -36,6 +42,7 @@ def _backfill_runs(api: AirflowClient) -> list[dict]:
 def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> None:
     t0 = time.monotonic()
     started = start_deployment("--emulator", "--emulator-arg=--now", f"--emulator-arg={NOW}",
+                               *no_scheduled_runs(NOW),
                                "--env", "DIALSFLOW_RETRIES=0",
                                "--env", "DIALSFLOW_RETRY_DELAY_S=1")
     dep = started.dep
@@ -47,15 +54,13 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> N
     try:
         api.wait_dag(DAG, timeout=90)
         assert api.get("importErrors")["total_entries"] == 0
-        # unpausing also creates the scheduled run of the latest real-world interval
-        # (catchup=False): it finds no certified runs; only our runs are checked below
-        api.unpause(DAG)
+        api.unpause(DAG)  # no scheduled run: the DAG ends the day after NOW
 
         # -- one night ------------------------------------------------------------------
         t = time.monotonic()
         run = api.trigger(DAG, logical_date=NIGHT, conf={"jobs": [JOB]})
         assert (run["data_interval_start"], run["data_interval_end"]) == \
-            ("2024-04-24T03:00:00Z", "2024-04-25T03:00:00Z")
+            (f"{BEFORE}T03:00:00Z", f"{DAY}T03:00:00Z")
         done = api.wait_run(DAG, run["dag_run_id"], timeout=300)
         timings["night"] = time.monotonic() - t
         tis = api.task_instances(DAG, run["dag_run_id"])
@@ -85,7 +90,7 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> N
         r.raise_for_status()
         t = time.monotonic()
         failing_run = sorted(written)[0][1]
-        run2 = api.trigger(DAG, logical_date="2024-04-25T13:00:00Z",
+        run2 = api.trigger(DAG, logical_date=f"{DAY}T13:00:00Z",
                            conf={"jobs": [JOB], "force": True, "runs": str(failing_run)})
         done2 = api.wait_run(DAG, run2["dag_run_id"], timeout=300)
         timings["failing night"] = time.monotonic() - t
@@ -109,10 +114,10 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> N
         units = {UnitKey(job.workspace, dataset, me) for me, _ in written}
         before = {(k.me, e.run): e for k in units for e in manifest.entries(k)}
         t = time.monotonic()
-        window = {"from_date": "2024-04-24T00:00:00Z", "to_date": "2024-04-25T06:00:00Z"}
+        window = {"from_date": f"{BEFORE}T00:00:00Z", "to_date": f"{DAY}T06:00:00Z"}
         dry = api.request("POST", "backfills/dry_run", json={"dag_id": DAG, **window})
         days = sorted(b["logical_date"] for b in dry["backfills"])
-        assert days == ["2024-04-24T03:00:00Z", "2024-04-25T03:00:00Z"]
+        assert days == [f"{BEFORE}T03:00:00Z", f"{DAY}T03:00:00Z"]
         api.backfill(DAG, **window, dag_run_conf={"jobs": [JOB]})
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:

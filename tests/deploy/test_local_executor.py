@@ -13,17 +13,21 @@ import pytest
 from deploy.native.deployment import ENV_FILE
 from deploy.rest import AirflowClient
 
+from ..expected import morning_after_release
+from .conftest import no_scheduled_runs
+
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 DAG = "dials_ingest"
 JOB = "demo_tracker"
-NOW = "2024-04-25T12:00:00+00:00"  # emulator clock; the night below has runs due
+NOW = morning_after_release(1)  # emulator clock; the night below has runs due
 
 
 def test_nightly_dag_on_the_local_executor(start_deployment) -> None:
     t0 = time.monotonic()
     started = start_deployment("--executor", "local", "--emulator", "--emulator-arg=--now",
-                               f"--emulator-arg={NOW}", "--env", "DIALSFLOW_RETRIES=0")
+                               f"--emulator-arg={NOW}", "--env", "DIALSFLOW_RETRIES=0",
+                               *no_scheduled_runs(NOW))
     dep = started.dep
     try:
         assert dep.executor == "local" and dep.redis_db is None
@@ -35,7 +39,7 @@ def test_nightly_dag_on_the_local_executor(start_deployment) -> None:
         api = AirflowClient(dep.url, "admin", dep.admin_password)
         api.wait_dag(DAG, timeout=90)
         api.unpause(DAG)
-        run = api.trigger(DAG, logical_date="2024-04-25T12:00:00Z", conf={"jobs": [JOB]})
+        run = api.trigger(DAG, logical_date=NOW, conf={"jobs": [JOB]})
         done = api.wait_run(DAG, run["dag_run_id"], timeout=300)
         tis = api.task_instances(DAG, run["dag_run_id"])
         assert done["state"] == "success", {(t["task_id"], t["map_index"]): t["state"]

@@ -7,8 +7,8 @@ everything else shares ONE native production topology (deploy/native: PostgreSQL
 Redis, Celery worker, api-server, scheduler, dag-processor, triggerer) started once for the
 module, on a PostgreSQL cluster of its own (tests/deploy/conftest.py PrivatePostgres) so
 restarting it disturbs nobody else. Each night is small: ZeroBias × {pixel charge (1D),
-BPix L1 72×26}, lookback 5 days → 9 due runs. Tests of the topology run in file order;
-(f) scans what the nights before it left. Alone:
+BPix L1 72×26} the morning after the demo world's third Golden release → 14 due runs.
+Tests of the topology run in file order; (f) scans what the nights before it left. Alone:
 `.venv/bin/python -m pytest -q -s tests/deploy/test_reliability.py`.
 """
 
@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -40,8 +39,15 @@ from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
 from dialsflow_emulator.process import EmulatorProcess
 from localdev.airflow_home import LocalAirflow
 
-from ..expected import ZB, due_from_truth
-from .conftest import PrivatePostgres, Started, run_local, start_local, stop_local
+from ..expected import ZB, due_runs, morning_after_release
+from .conftest import (
+    PrivatePostgres,
+    Started,
+    no_scheduled_runs,
+    run_local,
+    start_local,
+    stop_local,
+)
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
@@ -51,9 +57,8 @@ CHARGE = "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1"
 BPIX = ("PixelPhase1/Phase1_MechanicalView/PXBarrel/digi_occupancy_per_SignedModuleCoord_per_"
         "SignedLadderCoord_PXLayer_1")
 MES = (CHARGE, BPIX)
-NOW = "2024-04-25T12:00:00+00:00"  # emulator clock: the Golden JSON certifies most runs
-INTERVAL = (datetime(2024, 4, 24, 3, tzinfo=UTC), datetime(2024, 4, 25, 3, tzinfo=UTC))
-LOOKBACK = 5  # days: 9 due runs of ZeroBias in the demo world at NOW
+NOW = morning_after_release(2)  # emulator clock: the third Golden release, 14 runs
+DAY = NOW[:10]
 SMALL_FS = "640k"  # tmpfs of the "full" output root: a few runs fit, the night does not
 
 
@@ -64,8 +69,8 @@ def write_jobs(base: Path, outputs: dict[str, str]) -> Path:
              "datasets_file": str(ROOT / "include/jsons/datasets_zerobias_2024c.json"),
              "mes_file": "mes.json", "output": output,
              "certification": {"class": "Collisions24", "kind": "golden"},
-             "oms": {"stable_beam": True}, "lookback_days": LOOKBACK,
-             "completeness_tolerance": 0.3}  # run 379494: DIALS lacks 11 of 46 LS (planted)
+             "oms": {"stable_beam": True},
+             "completeness_tolerance": 0.3}
             for name, output in outputs.items()]
     (base / "jobs.json").write_bytes(orjson.dumps({"jobs": jobs}))
     return base / "jobs.json"
@@ -98,7 +103,7 @@ def assert_consistent(job: Job) -> dict[tuple[str, int], RunEntry]:
 
 def assert_night_complete(job: Job, truth: dict) -> None:
     """Exactly the due runs of both MEs, complete and consistent."""
-    due, _ = due_from_truth(truth, job, *INTERVAL)
+    due = due_runs(truth)
     got = assert_consistent(job)
     assert sorted(got) == sorted((me, run) for me in MES for run in due)
     assert all(e.complete for e in got.values())
@@ -139,11 +144,11 @@ def test_faults_and_short_tokens_give_the_clean_output(tmp_path_factory) -> None
         home = base / "home"
         ref = LocalAirflow(home, clean, base / "out", jobs_file=base / "jobs.json",
                            extra_env=env).setup()
-        out = ref.dags_test("2024-04-25T12:00:00+00:00", {"jobs": ["clean"]})
+        out = ref.dags_test(NOW, {"jobs": ["clean"]})
         assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
         hostile = LocalAirflow(home, chaos, base / "out", jobs_file=base / "jobs.json",
                                extra_env=env)
-        out = hostile.dags_test("2024-04-25T12:01:00+00:00", {"jobs": ["chaos"]})
+        out = hostile.dags_test(NOW.replace("12:00:00", "12:01:00"), {"jobs": ["chaos"]})
         assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
         faults = chaos.stats()["faults"]
         truth = clean.truth()
@@ -182,9 +187,9 @@ class Topology:
         return r.json()
 
     def trigger(self, job: str, **conf: object) -> str:
-        """A manual run of the night [04-24 03:00, 04-25 03:00) for one job; each run gets
-        its own logical date within that night."""
-        logical = f"2024-04-25T12:{len(self.nights):02d}:00Z"
+        """A manual run of the night before DAY 03:00 for one job; each run gets its own
+        logical date within that night."""
+        logical = f"{DAY}T12:{len(self.nights):02d}:00Z"
         run = self.api.trigger(DAG, logical_date=logical, conf={"jobs": [job], **conf})
         self.nights.append(run["dag_run_id"])
         return run["dag_run_id"]
@@ -232,7 +237,7 @@ def topo(tmp_path_factory) -> Iterator[Topology]:
         stack.callback(stop_local, home)
         started = start_local(
             home, "--emulator", "--emulator-arg=--now", f"--emulator-arg={NOW}",
-            "--pg-port", str(pg.port), "--jobs-file", str(jobs_file),
+            "--pg-port", str(pg.port), "--jobs-file", str(jobs_file), *no_scheduled_runs(NOW),
             "--env", "DIALSFLOW_RETRIES=1", "--env", "DIALSFLOW_RETRY_DELAY_S=1",
             # a killed worker's tasks are found by their missing heartbeat: soon, not in 5 min
             "--env", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=20",
@@ -393,7 +398,7 @@ def test_output_root_read_only_fails_clearly_and_changes_nothing(topo: Topology)
     system"; not one byte under the root changes."""
     t0 = time.monotonic()
     job = topo.jobs["full"]
-    due, _ = due_from_truth(topo.emulator("GET", "truth"), job, *INTERVAL)
+    due = due_runs(topo.emulator("GET", "truth"))
     before = _snapshot(topo.small_fs)
     subprocess.run(["mount", "-o", "remount,ro", str(topo.small_fs)], check=True)
     try:
