@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dialsflow_emulator.world import utc
+from dialsflow_emulator.world import build_world, utc
 
 ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
 #: DIALS file-index statuses of files that will not change any more.
@@ -41,3 +41,17 @@ def statuses_from_truth(truth: dict, dataset: str = ZB, *, certified: set[int] |
             stuck = moving and now - since >= timedelta(hours=stuck_hours)
             out[n] = "due" if not moving or stuck else "waiting"
     return out
+
+
+def due_runs(truth: dict, dataset: str = ZB) -> list[int]:
+    """The runs `statuses_from_truth` says are due, ascending."""
+    return sorted(r for r, s in statuses_from_truth(truth, dataset).items() if s == "due")
+
+
+def morning_after_release(index: int) -> str:
+    """Noon UTC the day after the demo world's `index`-th cumulative Golden release: a night
+    whose manual run (data interval ending 03:00 that day) sees that release in force."""
+    releases = sorted(c.published_at for c in build_world("demo", 1).cert_files
+                      if "/Cert_" in c.path and c.path.endswith("_Golden.json"))
+    day = releases[index] + timedelta(days=1)
+    return day.replace(hour=12, minute=0, second=0, microsecond=0).isoformat()
