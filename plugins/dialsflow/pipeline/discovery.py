@@ -133,7 +133,7 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
 
     `dials` must talk to the job's workspace; `caf` is a client for the job's class, kind and
     energy (or the Certification it gave); `runs` restricts the plan to those runs; `force`
-    makes complete runs due again. Nothing is logged here: callers log `summary()`.
+    makes complete runs due again. Nothing is logged here: callers log `render()`.
     """
     workspace = dials.settings.workspace or DEFAULT_WORKSPACE
     if workspace != job.workspace:
@@ -175,26 +175,31 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
         due_by_me: dict[str, list[int]] = {me: [] for me in mes}
         stuck_runs: set[int] = set()
         for run in sorted(known):
-            status, reason = _run_status(run, records.get(run), cert, at, job)
+            status, reason = _run_status(run, records.get(run), cert, job)
+            stuck, failed = None, {}
             if status is None:
                 record = records[run]  # _run_status wants it: OMS knows it, ended
                 files = dbs_files.get(run, [])
                 status, reason, stuck = _readiness(files, dials_files,
                                                    run in in_dials[dataset],
                                                    record.end_time or at, at, job)
+                failed = _failed(files, dials_files) if status == "due" else {}
+            lacking = [me for me in mes if force or run not in on_disk[me]]
+            if status == "due" and lacking:
+                for me in lacking:
+                    due_by_me[me].append(run)
                 if stuck:
                     stuck_runs.add(run)
                     plan.stuck.append({"dataset": dataset, "run": run, **stuck})
-                if status == "due" and (failed := _failed(files, dials_files)):
+                if failed:
                     plan.failed_upstream.append({"dataset": dataset, "run": run,
                                                  "files": failed})
-            missing = [me for me in mes if force or run not in on_disk[me]]
-            if status == "due":
-                for me in missing:
-                    due_by_me[me].append(run)
-                if not missing:
-                    status, reason = "complete", None
-            elif not missing and mes:
+            elif status == "due":
+                status = "complete"
+                reason = (f"ingested with a gap: {stuck['files']} DIALS file(s) still not "
+                          f"settled since {stuck['since']} (force it again once they are)"
+                          if stuck else None)
+            elif not lacking and mes:
                 # On disk, though the certification or OMS no longer wants it: kept, said.
                 reason = f"ingested earlier; now {status}: {reason}"
                 status = "complete"
@@ -231,7 +236,7 @@ def _add_units(plan: JobPlan, job: Job, dataset: str, dataset_id: int,
                              f"{job.max_runs_per_night} runs per dataset × ME")
 
 
-def _run_status(run: int, record: OmsRun | None, cert: Certification, at: datetime,
+def _run_status(run: int, record: OmsRun | None, cert: Certification,
                 job: Job) -> tuple[str | None, str | None]:
     """What OMS and the certification say of a run; (None, None) when both want it."""
     if record is None:

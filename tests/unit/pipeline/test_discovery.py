@@ -110,7 +110,7 @@ def test_runs_certified_months_after_they_ended_are_due(later, stable_only):
     assert {statuses(plan)[r] for r in golden} == {"due"}
 
 
-def test_a_stuck_file_is_waited_for_then_ingested_with_the_gap(later, stable_only):
+def test_a_stuck_file_is_waited_for_then_ingested_with_the_gap(later, stable_only, tmp_path):
     stuck = later.truth()["planted"]["stuck_files"][0]
     run = stuck["run"]
     registered = utc(next(d for d in later.truth()["datasets"] if d["dataset"] == ZB)
@@ -125,6 +125,13 @@ def test_a_stuck_file_is_waited_for_then_ingested_with_the_gap(later, stable_onl
     assert plan.stuck == [{"dataset": ZB, "run": run, "files": 1, "since": iso(registered),
                            "states": {"STARTED": 1}}]
     assert all(u["stuck"] == [run] for u in plan.units)
+    manifest = Manifest(tmp_path)
+    for unit in plan.units:
+        record(manifest, unit, run)
+    after = plan_for(later, stable_only, manifest=manifest)
+    assert statuses(after)[run] == "complete" and after.stuck == []
+    assert reasons(after)[run] == (f"ingested with a gap: 1 DIALS file(s) still not settled "
+                                   f"since {iso(registered)} (force it again once they are)")
 
 
 def test_the_plan_cli_months_later(later, tmp_path):
