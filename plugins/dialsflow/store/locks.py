@@ -1,8 +1,8 @@
 """One writer per dataset × ME at a time, across processes and DAG runs.
 
 Backfills run several days at once (Airflow's backfill has its own max_active_runs, not the
-DAG's), and an operator may trigger a run while the nightly one is busy; their windows
-overlap through the lookback, so two mapped tasks can be due to fetch the same run. Each
+DAG's), and an operator may trigger a run while the nightly one is busy; each plans from the
+same certification and manifest, so two mapped tasks can be due to fetch the same run. Each
 holds the unit's lock while it decides what is still missing and fetches it: the second one
 then finds the run complete in the manifest and skips it, so no run is ingested twice.
 
