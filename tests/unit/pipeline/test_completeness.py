@@ -65,30 +65,25 @@ class World:
         self.checked = sorted({run for _, run in planted} | {self.pending, *self.clean}
                               | {f["run"] for f in self.invalid})
 
-    def beyond_dbs(self, runs: list[int]) -> dict[tuple[str, int], set[int]]:
-        """DIALS − DBS per (dataset, run): rows of files DBS has invalidated since (DIALS
-        never looks at validity), which parquet then holds beyond DBS."""
+    def _difference(self, runs: list[int], have: str, lack: str
+                    ) -> dict[tuple[str, int], set[int]]:
+        """Per (dataset, run) in DBS: the LS in the truth's `have` ranges but not in `lack`."""
         out = {}
         for name, runs_of in self.runs.items():
             for run in runs:
                 info = runs_of.get(run)
-                if info and info["in_dbs"]:
-                    beyond = ls_set(info["dials_ls"]) - ls_set(info["dbs_valid_ls"])
-                    if beyond:
-                        out[(name, run)] = beyond
+                if info and info["in_dbs"] and (left := ls_set(info[have]) - ls_set(info[lack])):
+                    out[(name, run)] = left
         return out
+
+    def beyond_dbs(self, runs: list[int]) -> dict[tuple[str, int], set[int]]:
+        """DIALS − DBS: rows of files DBS has invalidated since (DIALS never looks at
+        validity), which parquet then holds beyond DBS."""
+        return self._difference(runs, "dials_ls", "dbs_valid_ls")
 
     def expected(self, runs: list[int]) -> dict[tuple[str, int], set[int]]:
         """DBS − DIALS per (dataset, run) with a gap: what parquet must lack."""
-        out = {}
-        for name, runs_of in self.runs.items():
-            for run in runs:
-                info = runs_of.get(run)
-                if info and info["in_dbs"]:
-                    gap = ls_set(info["dbs_valid_ls"]) - ls_set(info["dials_ls"])
-                    if gap:
-                        out[(name, run)] = gap
-        return out
+        return self._difference(runs, "dbs_valid_ls", "dials_ls")
 
 
 @pytest.fixture(scope="module")
