@@ -55,10 +55,11 @@ $(BENCH_VENV)/.installed: $(STAMP) requirements-bench.txt
 		-c constraints.txt .
 	@touch $@
 
-# Both benchmarks, one after the other (each starts its own emulator); several minutes.
+# The benchmarks, one after the other (each starts its own emulator); about half an hour.
 bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/emulator_throughput.py
 	$(BIN)/python bench/ingest_benchmark.py
+	$(BIN)/python bench/server_model.py
 
 # Smoke run of the ingestion benchmark (1 and 3 runs per ME, about a minute).
 .PHONY: bench-quick
