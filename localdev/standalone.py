@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 from dialsflow_emulator.process import EmulatorProcess
@@ -21,11 +22,14 @@ from dialsflow_emulator.process import EmulatorProcess
 from .airflow_home import AIRFLOW, ROOT, LocalAirflow, state_home
 from .demo import NIGHT
 
+END_DATE = (date.fromisoformat(NIGHT[:10]) + timedelta(days=1)).isoformat()
+
 HELP = """\
 dialsflow: Airflow UI on http://localhost:{port}/  (user admin; password in
   {home}/simple_auth_manager_passwords.json.generated once Airflow has started)
-  - DAG dials_ingest starts paused: unpause it, then Trigger → Single Run with a logical
-    date such as {day} 12:00 UTC (the emulator's world clock is {night}), or
+  - DAG dials_ingest starts paused and ends on {end} (its world ends: no scheduled run for
+    today): unpause it, then Trigger → Single Run with a logical date such as {day} 12:00
+    UTC (the emulator's world clock is {night}), or
     Trigger → Backfill for a few days before it. Every night ingests what the Golden
     JSON in force certifies and the manifest lacks, whatever its date.
   - Params: jobs, runs (e.g. 379433,379439), force, test.
@@ -47,12 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     with EmulatorProcess("--now", NIGHT, port=args.emulator_port, log_path=emu_log) as emu:
         airflow = LocalAirflow(args.home / "home", emu, args.output,
                                extra_env={
+                                   # the demo world ends: no scheduled run for today's
+                                   # interval when the DAG is unpaused (docs/operations.md)
+                                   "DIALSFLOW_END_DATE": END_DATE,
                                    "AIRFLOW__API__PORT": str(args.port),
                                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
                                        f"http://localhost:{args.port}/execution/"})
         airflow.setup()
         print(HELP.format(port=args.port, home=airflow.home, night=NIGHT, day=NIGHT[:10],
-                          output=args.output,
+                          end=END_DATE, output=args.output,
                           emu=emu.url, emu_log=emu_log), flush=True)
         env = {**airflow.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
                                       f"{os.environ.get('PATH', '')}"}
