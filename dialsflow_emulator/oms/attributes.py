@@ -147,3 +147,38 @@ FILL_ATTRS = (
     Attr("dump_ready_to_dump_time", INT, "From ready-for-dump to beam dump", "s"),
     Attr("stable_beams", BOOL, "The fill reached stable beams"),
 )
+
+# Per-run HLT paths and per-LS trigger rates (§6.4-§6.6). Names as the public users read them:
+# RateMon `ratemon/DBParser.py` (hltpathinfo `path_id`, `path_name`; hltpathrates `rate`,
+# `first_lumisection_number`, filter on `last_lumisection_number`), boundino/omstools
+# `hltcount.py` (`counter`), pixelae `tools/omsapi/examples.py` and
+# `studies/pixel_clusters_2024/omstools/omstools.py`, DQMExplore `scripts/utils.py` and
+# `src/dqmexplore/oms.py` (datasetrates).
+HLTPATHINFO_ATTRS = (
+    Attr("run_number", INT, "Run number"),
+    Attr("path_id", INT, "HLT path id in the run's HLT configuration"),
+    Attr("path_name", STRING, "HLT path name with its version"),
+)
+
+HLTPATHRATES_ATTRS = (
+    Attr("run_number", INT, "Run number"),
+    Attr("path_id", INT, "HLT path id in the run's HLT configuration"),
+    Attr("path_name", STRING, "HLT path name with its version"),
+    Attr("first_lumisection_number", INT, "First lumisection of the group"),
+    Attr("last_lumisection_number", INT, "Last lumisection of the group"),
+    Attr("start_time", DATETIME, "Start of the group (UTC)"),
+    Attr("rate", FRACTION, "Path accept rate over the group", "Hz"),
+    Attr("counter", INT, "Path accepts in the group"),
+)
+
+DATASETRATES_ATTRS = (
+    Attr("run_number", INT, "Run number"),
+    Attr("dataset_name", STRING, "Primary dataset name"),
+    Attr("first_lumisection_number", INT, "First lumisection of the group"),
+    Attr("last_lumisection_number", INT, "Last lumisection of the group"),
+    Attr("last_lumisection_in_run", BOOL, "The group holds the run's last lumisection"),
+    Attr("start_time", DATETIME, "Start of the group (UTC)"),
+    Attr("rate", FRACTION, "Dataset event rate over the group", "Hz"),
+    Attr("events", INT, "Dataset events in the group"),
+    Attr("cms_active", BOOL, "CMS taking data"),
+)

@@ -139,6 +139,7 @@ class Query:
     offset: int = 0
     limit: int = DEFAULT_LIMIT
     include: set[str] = field(default_factory=set)
+    granularity: str | None = None  # `group[granularity]`, for the rate resources
 
 
 _FILTER_KEY = re.compile(r"filter\[([^\]]*)\](?:\[([^\]]*)\])?")
@@ -188,6 +189,12 @@ def parse_query(res: Resource, params: Sequence[tuple[str, str]]) -> Query:
             q.limit = min(_page_number(key, text, 1), MAX_LIMIT)
         elif key == "include":
             q.include |= {part.strip() for part in text.split(",")}
+        elif key == "group[granularity]" and res.granularities:
+            q.granularity = text.strip()
+            if q.granularity not in res.granularities:
+                raise QueryError(400, f"Granularity '{text[:40]}' is not supported by resource "
+                                 f"'{res.name}' (supported: {', '.join(res.granularities)})",
+                                 key)
     return q
 
 

@@ -8,8 +8,27 @@ from datetime import datetime
 from typing import Any
 
 from ..world.model import World
-from .attributes import FILL_ATTRS, LS_ATTRS, RUN_ATTRS, Attr, Row
-from .rows import ended_fill_row, ended_run_row, fill_row, ls_started, ls_table, run_row
+from .attributes import (
+    DATASETRATES_ATTRS,
+    FILL_ATTRS,
+    HLTPATHINFO_ATTRS,
+    HLTPATHRATES_ATTRS,
+    LS_ATTRS,
+    RUN_ATTRS,
+    Attr,
+    Row,
+)
+from .rows import (
+    datasetrate_tables,
+    ended_fill_row,
+    ended_run_row,
+    fill_row,
+    hlt_paths,
+    hltrate_tables,
+    ls_started,
+    ls_table,
+    run_row,
+)
 
 Keep = Callable[[int], bool]
 
@@ -23,6 +42,8 @@ class Resource:
     key: tuple[str, ...]  # primary key: default order and `id`
     scope: str  # the entity-number attribute used to pre-select entities
     rows: Callable[[World, datetime, Keep], Iterable[Row]]
+    #: accepted `group[granularity]` values; empty: the parameter is ignored (§2)
+    granularities: tuple[str, ...] = ()
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,9 +83,36 @@ def _fills(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
                 fill_row(world, fill, now)
 
 
+def _hltpathinfo(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
+    for run in world.runs:
+        if run.start <= now and keep(run.number):
+            yield from ((run.number, path_id, name)
+                        for path_id, name in hlt_paths(world, run.number))
+
+
+def _per_ls(tables: Callable[[World, int], tuple[tuple[Row, ...], ...]]
+            ) -> Callable[[World, datetime, Keep], Iterator[Row]]:
+    """Rows of per-run tables (one per path or dataset) for the LS started at `now`."""
+    def rows(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
+        for run in world.runs:
+            if run.start <= now and keep(run.number):
+                n = ls_started(run, now)
+                for table in tables(world, run.number):
+                    yield from table[:n]
+    return rows
+
+
 RESOURCES = {r.name: r for r in (
     Resource("runs", RUN_ATTRS, ("run_number",), "run_number", _runs),
     Resource("lumisections", LS_ATTRS, ("run_number", "lumisection_number"), "run_number",
              _lumisections),
     Resource("fills", FILL_ATTRS, ("fill_number",), "fill_number", _fills),
+    Resource("hltpathinfo", HLTPATHINFO_ATTRS, ("run_number", "path_id"), "run_number",
+             _hltpathinfo),
+    Resource("hltpathrates", HLTPATHRATES_ATTRS,
+             ("run_number", "path_id", "first_lumisection_number"), "run_number",
+             _per_ls(hltrate_tables), ("lumisection",)),
+    Resource("datasetrates", DATASETRATES_ATTRS,
+             ("run_number", "dataset_name", "first_lumisection_number"), "run_number",
+             _per_ls(datasetrate_tables), ("lumisection",)),
 )}

@@ -1,4 +1,5 @@
-"""World -> OMS rows: runs, lumisections and fills at a clock, in attribute-table order.
+"""World -> OMS rows: runs, lumisections, fills, HLT paths and trigger rates at a clock, in
+attribute-table order.
 
 Lumisection rows are built once per run (values do not depend on the clock, only how many
 of them exist does); ended runs and fills are cached too.
@@ -12,7 +13,15 @@ from functools import lru_cache
 from ..world.basics import LS_SECONDS, stable_int
 from ..world.entities import Fill, Run
 from ..world.model import World
-from .attributes import LS_ATTRS, OTHER_BITS, PPS_BITS, TRACKER_BITS, UNMONITORED_BITS, Row
+from .attributes import (
+    LS_ATTRS,
+    OTHER_BITS,
+    PPS_BITS,
+    RUN_ATTRS,
+    TRACKER_BITS,
+    UNMONITORED_BITS,
+    Row,
+)
 
 COMPONENTS = ["CSC", "DAQ", "DCS", "DQM", "DT", "ECAL", "ES", "GEM", "HCAL", "HF", "PIXEL",
               "PIXEL_UP", "RPC", "SCAL", "TCDS", "TRACKER", "TRG"]
@@ -83,6 +92,7 @@ def ls_table(world: World, run_number: int) -> tuple[Row, ...]:
 
 
 LS = {a.name: i for i, a in enumerate(LS_ATTRS)}
+RUN = {a.name: i for i, a in enumerate(RUN_ATTRS)}
 
 
 def _run_totals(world: World, run: Run, n_ls: int) -> tuple[float, float, float, float]:
@@ -167,3 +177,87 @@ def fill_row(world: World, fill: Fill, now: datetime | None) -> Row:
         None if now else 1200,
         stable_start is not None,
     )
+
+
+# --------------------------------------------------------------------------- trigger rates
+
+F_REV = 11245.5  # LHC revolution frequency, Hz
+#: The twin's HLT menu: (path without version, version in era A, rate model, scale, dataset).
+#: Models: "bunches" = colliding bunches · f_rev · scale (ZeroBias: one prescaled accept per
+#: crossing); "orbit" = f_rev · scale (one crossing per orbit); "lumi" = scale Hz per
+#: 10^34 cm^-2 s^-1 of the LS's instantaneous luminosity (∝ pileup · bunches). Scales are the
+#: prescale column 2 ("2p0E34") values; column 0 (no stable beams) disables every path.
+HLT_MENU = (
+    ("HLT_Physics", 12, "lumi", 25.0, "HLTPhysics"),
+    ("HLT_ZeroBias", 10, "bunches", 2e-6, "ZeroBias"),
+    ("HLT_ZeroBias_FirstCollisionAfterAbortGap", 12, "orbit", 1e-3, "ZeroBias"),
+    ("HLT_IsoMu24", 15, "lumi", 110.0, "Muon0"),
+    ("HLT_PFJet500", 26, "lumi", 12.0, "JetMET0"),
+    ("HLT_Ele32_WPTight_Gsf", 21, "lumi", 95.0, "EGamma0"),
+)
+DATASETS = tuple(sorted({entry[4] for entry in HLT_MENU}))
+
+
+@lru_cache(maxsize=4096)
+def hlt_paths(world: World, run_number: int) -> tuple[tuple[int, str], ...]:
+    """(path_id, versioned name) per menu entry: versions step with the era, ids with the
+    run's HLT key (as real path ids belong to an HLT configuration)."""
+    run = world.run_by_number[run_number]
+    letter = run.era[-1:].upper()
+    step = (ord(letter) - ord("A")) // 2 if letter.isalpha() else 0
+    hlt_key = ended_run_row(world, run_number)[RUN["hlt_key"]]
+    base = 2_000_000 + stable_int("hltmenu", hlt_key) % 9_000 * 100
+    return tuple((base + i, f"{name}_v{version + step}")
+                 for i, (name, version, *_rest) in enumerate(HLT_MENU))
+
+
+def _expected_rate(model: str, scale: float, bunches: int, inst: float) -> float:
+    if model == "bunches":
+        return bunches * F_REV * scale
+    if model == "orbit":
+        return F_REV * scale
+    return inst * scale
+
+
+@lru_cache(maxsize=1024)
+def hltrate_tables(world: World, run_number: int) -> tuple[tuple[Row, ...], ...]:
+    """Per menu path, one row per LS in HLTPATHRATES_ATTRS order; the clock only truncates."""
+    run = world.run_by_number[run_number]
+    fill = _fills_by_number(world).get(run.fill)
+    bunches = fill.bunches if fill else 0
+    lumis = ls_table(world, run_number)
+    tables = []
+    for (path_id, name), (_base, _v, model, scale, _ds) in zip(
+            hlt_paths(world, run_number), HLT_MENU, strict=True):
+        rows: list[Row] = []
+        for ls_row in lumis:
+            ls = ls_row[LS["lumisection_number"]]
+            counter = 0
+            if ls_row[LS["prescale_index"]] != 0:
+                wobble = 0.98 + 0.04 * _unit("hlt", world.seed, run_number, name, ls)
+                expected = _expected_rate(model, scale, bunches, ls_row[LS["init_lumi"]])
+                counter = round(expected * LS_SECONDS * wobble)
+            rows.append((run_number, path_id, name, ls, ls, ls_row[LS["start_time"]],
+                         round(counter / LS_SECONDS, 4), counter))
+        tables.append(tuple(rows))
+    return tuple(tables)
+
+
+@lru_cache(maxsize=1024)
+def datasetrate_tables(world: World, run_number: int) -> tuple[tuple[Row, ...], ...]:
+    """Per dataset (by name), one row per LS in DATASETRATES_ATTRS order: the events are the
+    sum of its paths' counters (the twin's paths never overlap)."""
+    run = world.run_by_number[run_number]
+    paths = hltrate_tables(world, run_number)
+    lumis = ls_table(world, run_number)
+    tables = []
+    for dataset in DATASETS:
+        members = [t for t, entry in zip(paths, HLT_MENU, strict=True) if entry[4] == dataset]
+        rows: list[Row] = []
+        for i, ls_row in enumerate(lumis):
+            ls = ls_row[LS["lumisection_number"]]
+            events = sum(t[i][-1] for t in members)
+            rows.append((run_number, dataset, ls, ls, ls == run.n_ls, ls_row[LS["start_time"]],
+                         round(events / LS_SECONDS, 4), events, ls_row[LS["cms_active"]]))
+        tables.append(tuple(rows))
+    return tuple(tables)

@@ -3,9 +3,11 @@ omsapi cannot send (raw query variants, missing tokens, another clock)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from fnmatch import fnmatch
 
 import omsapi
 import pytest
@@ -310,4 +312,156 @@ def test_dials_oms_proxy_serves_the_same_query(emulator: EmulatorProcess, token:
     r = requests.get(f"{emulator.url}/api/v1/oms-proxy/?endpoint=runs&{query}", timeout=30,
                      headers={"Authorization": f"Bearer {_token(emulator, DIALS_AUDIENCE)}"})
     assert r.status_code == 200
+    assert r.json()["data"] == direct["data"]
+
+
+# --------------------------------------------------------------------------- trigger rates
+
+
+def _collision_run(oms: OMSAPI, truth: dict) -> dict:
+    """An ended run of > 30 LS in a physics fill (not the demo's first, 2-bunch fill)."""
+    q = oms.query("runs").filter("stable_beam", "true").filter("init_lumi", 1, "GT")
+    bright = {d["attributes"]["run_number"] for d in
+              q.attrs(["run_number"]).paginate(per_page=1000).data().json()["data"]}
+    return next(r for r in truth["runs"]
+                if r["run_number"] in bright and r["ended"] and r["n_ls"] > 30)
+
+
+def _zerobias(oms: OMSAPI, run: int) -> tuple[str, int]:
+    """pixelae's resolution of `HLT_ZeroBias_v*`: hltpathinfo's path names, fnmatch."""
+    body = oms.query("hltpathinfo").filter("run_number", run).attrs(
+        ["path_name", "path_id"]).paginate(per_page=5000).data().json()
+    (match,) = [d["attributes"] for d in body["data"]
+                if fnmatch(d["attributes"]["path_name"], "HLT_ZeroBias_v*")]
+    return match["path_name"], match["path_id"]
+
+
+def _path_rates(oms: OMSAPI, run: int, path: str) -> list[dict]:
+    q = oms.query("hltpathrates").filter("run_number", run).filter("path_name", path)
+    q.custom("group[granularity]", "lumisection")
+    return [d["attributes"] for d in q.paginate(per_page=5000).data().json()["data"]]
+
+
+def test_zerobias_rate_per_lumisection_as_pixelae_fetches_it(oms: OMSAPI, truth: dict):
+    run = _collision_run(oms, truth)
+    number = run["run_number"]
+    name, path_id = _zerobias(oms, number)
+    assert re.fullmatch(r"HLT_ZeroBias_v\d+", name)
+    rows = _path_rates(oms, number, name)
+    assert [r["first_lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
+    assert [r["last_lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
+    assert {(r["run_number"], r["path_id"], r["path_name"]) for r in rows} == \
+        {(number, path_id, name)}
+    assert all(r["rate"] > 5 and r["rate"] == pytest.approx(r["counter"] / LS_SECONDS,
+                                                            abs=1e-3) for r in rows)
+    # ZeroBias ∝ colliding bunches: the same within a run up to a few per cent
+    rates = [r["rate"] for r in rows]
+    assert max(rates) / min(rates) < 1.05
+    meta = oms.query("hltpathrates").filter("run_number", number).filter(
+        "path_id", path_id).paginate(per_page=1).data().json()["data"][0]["meta"]
+    assert meta["row"]["rate"] == {"units": "Hz"}
+
+
+def test_physics_path_rate_follows_the_lumisections_luminosity(oms: OMSAPI, truth: dict):
+    run = _collision_run(oms, truth)
+    number = run["run_number"]
+    paths = oms.query("hltpathinfo").filter("run_number", number).data().json()["data"]
+    (muon,) = [d["attributes"]["path_name"] for d in paths
+               if d["attributes"]["path_name"].startswith("HLT_IsoMu24_v")]
+    rates = {r["first_lumisection_number"]: r["rate"] for r in _path_rates(oms, number, muon)}
+    ls = oms.query("lumisections").filter("run_number", number).attrs(
+        ["lumisection_number", "init_lumi"]).paginate(per_page=5000).data().json()["data"]
+    ratios = [rates[d["attributes"]["lumisection_number"]] / d["attributes"]["init_lumi"]
+              for d in ls]
+    assert len(ratios) == run["n_ls"] and max(ratios) / min(ratios) < 1.05
+
+
+def test_no_rate_without_stable_beams(oms: OMSAPI, truth: dict):
+    run = next(r for r in truth["runs"] if not r["stable_beam"] and r["n_ls"] > 0)
+    name, _ = _zerobias(oms, run["run_number"])
+    rows = _path_rates(oms, run["run_number"], name)
+    assert len(rows) == run["n_ls"]
+    assert all(r["rate"] == 0 and r["counter"] == 0 for r in rows)
+    q = oms.query("datasetrates").filter("run_number", run["run_number"]).filter(
+        "dataset_name", "ZeroBias").paginate(per_page=5000)
+    data = q.data().json()["data"]
+    assert len(data) == run["n_ls"] and all(d["attributes"]["rate"] == 0 for d in data)
+
+
+def test_zerobias_dataset_rate_as_dqmexplore_fetches_it(oms: OMSAPI, truth: dict):
+    run = _collision_run(oms, truth)
+    number = run["run_number"]
+    q = oms.query("datasetrates").filter("run_number", number).filter(
+        "dataset_name", "ZeroBias").paginate(per_page=5000)
+    body = q.data().json()
+    rows = sorted((d["attributes"] for d in body["data"]),
+                  key=lambda r: r["last_lumisection_number"])
+    assert body["meta"]["totalResourceCount"] == run["n_ls"]
+    assert [r["first_lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
+    assert [r["last_lumisection_in_run"] for r in rows] == [False] * (run["n_ls"] - 1) + [True]
+    assert all(r["cms_active"] and r["dataset_name"] == "ZeroBias" for r in rows)
+    assert body["data"][0]["id"] == f"{number}_ZeroBias_1"
+    assert body["data"][0]["meta"]["row"] == {"rate": {"units": "Hz"}}
+    # the dataset's events are its paths' accepts (HLT_ZeroBias_v* and the abort-gap path)
+    paths = oms.query("hltpathinfo").filter("run_number", number).data().json()["data"]
+    zb = [d["attributes"]["path_name"] for d in paths
+          if d["attributes"]["path_name"].startswith("HLT_ZeroBias")]
+    counters = [_path_rates(oms, number, p) for p in zb]
+    assert len(zb) == 2
+    assert [r["events"] for r in rows] == [sum(c[i]["counter"] for c in counters)
+                                           for i in range(run["n_ls"])]
+    assert all(r["rate"] == pytest.approx(r["events"] / LS_SECONDS, abs=1e-3) for r in rows)
+
+
+def test_rates_of_one_lumisection_over_all_paths(emulator: EmulatorProcess, token: str,
+                                                 truth: dict):
+    """RateMon's query: every path of a run, `filter[last_lumisection_number]=N`."""
+    run = next(r for r in truth["runs"] if r["stable_beam"] and r["n_ls"] > 30)["run_number"]
+    info = _get(emulator, f"hltpathinfo?filter[run_number]={run}", token).json()["data"]
+    rates = _get(emulator, f"hltpathrates?filter[run_number]={run}"
+                 "&filter[last_lumisection_number]=20&page[limit]=1000", token).json()["data"]
+    assert [d["attributes"]["path_id"] for d in rates] == \
+        [d["attributes"]["path_id"] for d in info]
+    assert [d["id"] for d in info] == [f"{run}_{d['attributes']['path_id']}" for d in info]
+    assert {d["attributes"]["first_lumisection_number"] for d in rates} == {20}
+
+
+def test_path_names_carry_versions_and_ids_follow_the_menu(oms: OMSAPI, truth: dict):
+    runs = [r["run_number"] for r in truth["runs"] if r["stable_beam"]][:4]
+    for run in runs:
+        data = oms.query("hltpathinfo").filter("run_number", run).data().json()["data"]
+        names = [d["attributes"]["path_name"] for d in data]
+        ids = [d["attributes"]["path_id"] for d in data]
+        assert all(re.fullmatch(r"HLT_\w+_v\d+", n) for n in names)
+        assert len(set(ids)) == len(ids) == len(names) > 3
+    fields = oms.query("hltpathrates").meta()
+    assert {"run_number", "path_id", "path_name", "first_lumisection_number",
+            "last_lumisection_number", "rate", "counter"} <= set(fields)
+
+
+@pytest.mark.parametrize(("path", "detail"), [
+    ("hltpathrates?filter[run_number]=1&group[granularity]=run", "run"),
+    ("datasetrates?group[granularity]=fill", "fill"),
+    ("hltpathrates?group[granularity]=", "Granularity"),
+    # pixelae's studies/pixel_clusters_2024/omstools/omstools.py sorts so: refused here
+    ("hltpathrates?sort=lumisection_number", "lumisection_number"),
+    ("datasetrates?filter[path_name]=HLT_ZeroBias_v10", "path_name"),
+])
+def test_rate_queries_the_twin_refuses(emulator: EmulatorProcess, token: str, path: str,
+                                       detail: str):
+    r = _get(emulator, path, token)
+    assert r.status_code == 400
+    (error,) = r.json()["errors"]
+    assert error["status"] == "400" and detail in error["detail"]
+
+
+def test_dials_oms_proxy_serves_datasetrates(emulator: EmulatorProcess, token: str,
+                                             truth: dict):
+    run = next(r for r in truth["runs"] if r["stable_beam"])["run_number"]
+    query = f"filter[run_number][EQ]={run}&filter[dataset_name][EQ]=ZeroBias&page[limit]=5000"
+    direct = _get(emulator, f"datasetrates?{query}", token).json()
+    r = requests.get(f"{emulator.url}/api/v1/oms-proxy/?endpoint=datasetrates&{query}",
+                     timeout=30,
+                     headers={"Authorization": f"Bearer {_token(emulator, DIALS_AUDIENCE)}"})
+    assert r.status_code == 200 and direct["data"]
     assert r.json()["data"] == direct["data"]
