@@ -1,8 +1,10 @@
-"""CMS OMS aggregation API twin: `/agg/api/v1/{runs,lumisections,fills}` as omsapi 0.9.8.1 sees it.
+"""CMS OMS aggregation API twin: `/agg/api/v1/{runs,lumisections,fills}` and the trigger
+resources `hltpathinfo`, `hltpathrates`, `datasetrates` (§6.4) as omsapi 0.9.8.1 sees them.
 
 Contract: docs/reference/oms.md (§1 endpoints, §2 query parameters, §3 date-times,
 §4 JSON:API-like shapes, §5 auth, §6 attribute tables). Every row is derived from the
-`World` at the request's clock: a run, lumisection or fill exists once it has started.
+`World` at the request's clock: a run, lumisection or fill exists once it has started, and so
+do a run's paths and the per-LS rates of its started LS.
 
 Choices where the reference is unsure (marked [guess] there):
 - an attribute unknown to the resource in `filter`, `sort` or `fields` is a 400 with a
