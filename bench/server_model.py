@@ -260,6 +260,7 @@ def run_case(emu: Any, case: Case, sets: list[list[int]], base: dict[str, Any], 
 def digest(path: Path) -> tuple[int, str, str]:
     """(rows, sha256 of the data column's values and shapes, sha256 of every column):
     batch by batch, so row groups cut elsewhere give the same digest."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -269,11 +270,11 @@ def digest(path: Path) -> tuple[int, str, str]:
         rows += batch.num_rows
         for name, col in zip(batch.schema.names, batch.columns, strict=True):
             h = hashes.setdefault(name, hashlib.sha256())
-            if name == "data":  # list<list<double>>: shapes, then every value
-                inner = col.flatten()
-                h.update(pc.list_value_length(col).to_numpy(zero_copy_only=False).tobytes())
-                h.update(pc.list_value_length(inner).to_numpy(zero_copy_only=False).tobytes())
-                h.update(inner.flatten().to_numpy(zero_copy_only=False).tobytes())
+            if name == "data":  # list<double> (v2) or list<list<double>> (v1): shapes,
+                while pa.types.is_list(col.type):  # then every value
+                    h.update(pc.list_value_length(col).to_numpy(zero_copy_only=False).tobytes())
+                    col = col.flatten()
+                h.update(col.to_numpy(zero_copy_only=False).tobytes())
             else:
                 h.update(json.dumps(col.to_pylist()).encode()[1:-1] + b",")
     data = hashes["data"].hexdigest()

@@ -72,15 +72,17 @@ def _runs(runs: list[int]) -> str:
 
 
 READ_IT = """\
-Read it (one dataset × ME folder is one table):
+Read it (one dataset × ME folder is one table; schema v2, no pandas):
   .venv/bin/python - <<'PY'
 import numpy as np, pyarrow.parquet as pq
 from dialsflow.store.layout import UnitKey, unit_dir
 me = ("PixelPhase1/Phase1_MechanicalView/PXBarrel/"
       "digi_occupancy_per_SignedModuleCoord_per_SignedLadderCoord_PXLayer_1")
 key = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", me)
-t = pq.read_table(unit_dir("{root}/demo_tracker", key), columns=["run_number", "data"])
-maps = np.asarray(t.column("data").to_pylist(), dtype=float)  # (lumisections, y_bin, x_bin)
+t = pq.read_table(unit_dir("{root}/demo_tracker", key),
+                  columns=["run_number", "x_bin", "y_bin", "data"])
+ny, nx = t.column("y_bin")[0].as_py(), t.column("x_bin")[0].as_py()
+maps = np.asarray(t.column("data").combine_chunks().flatten()).reshape(len(t), ny, nx)
 print(len(t), "lumisections of", len(set(t.column("run_number").to_pylist())), "runs;",
       maps.shape)
 PY

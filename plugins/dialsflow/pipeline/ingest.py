@@ -3,11 +3,12 @@
 Both entry points end here: `fetch` (the CLI's one-off pull) and the nightly DAG's
 mapped tasks (`ingest_units` on one unit, after `runs_to_do` under the unit's lock).
 
-Per run: pages are parsed with orjson, turned into Arrow batches and written as row groups of
-a temporary file beside the target; the file is fsynced and renamed, and only then does the
-manifest get its entry. Memory holds about one parsed page and one page in flight per worker,
-whatever the number of runs or lumisections. Runs of all units share one bounded thread
-pool (DIALS is shared by all of CMS: bound it further with Airflow pools).
+Per run: pages are parsed with orjson, turned into Arrow batches (schema v2,
+`store/parquet.py`) and written in (run, ls) order as row groups of a temporary file beside
+the target; the file is fsynced and renamed, and only then does the manifest get its entry.
+Memory holds about one parsed page and one page in flight per worker, whatever the number of
+runs or lumisections. Runs of all units share one bounded thread pool (DIALS is shared by
+all of CMS: bound it further with Airflow pools).
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ import pyarrow.parquet as pq
 
 from dialsflow.config.connections import DEFAULT_WORKSPACE, DialsSettings
 from dialsflow.config.runs import RunSelection
-from dialsflow.errors import DialsflowError
+from dialsflow.errors import DialsflowError, ServiceError
 from dialsflow.lumis import to_ranges
 from dialsflow.pipeline.units import Unit, resolve_units
 from dialsflow.services.dials import DialsClient, PageLimit, rows_for_bytes
 from dialsflow.store import atomic
 from dialsflow.store.layout import UnitKey, ensure_writable, run_file, unit_dir
 from dialsflow.store.manifest import Manifest, RunEntry, file_sha256
-from dialsflow.store.parquet import FIELDS, schema, to_batch
+from dialsflow.store.parquet import (
+    FIELDS,
+    SCHEMA,
+    first_last,
+    footer_metadata,
+    sort_batches,
+    to_batch,
+    writer_options,
+)
 from dialsflow.times import now_iso
 
 log = logging.getLogger("dialsflow")
@@ -44,9 +53,6 @@ log = logging.getLogger("dialsflow")
 TARGET_PAGE_BYTES = 2 * 2**20
 FIRST_PAGE_SIZE = {1: 500, 2: 4}  # until a page (or a finished run of the unit) shows a row
 ROW_GROUP_BYTES = 4 * 2**20
-# snappy (Parquet's default): zstd files are ~13 % smaller but writing them costs as much
-# CPU as parsing the JSON, which would halve throughput on large maps.
-COMPRESSION = "snappy"
 _POOL = pa.default_memory_pool()
 
 
@@ -104,8 +110,24 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
     manifest.forget(key, run)  # the old entry must not vouch for a file being replaced
     rows = json_bytes = 0
     ls: list[int] = []
+    url = client.api_url + unit.endpoint
+    footer = footer_metadata(dataset_id=unit.dataset_id, me_id=unit.me_id,
+                             workspace=key.workspace, source_url=url, dim=unit.dim,
+                             certification=certification)
+    last: tuple[int, int] | None = None  # (run, ls) of the last row written
+
+    def write(batches: list[pa.RecordBatch]) -> None:
+        nonlocal last
+        table = sort_batches(batches)
+        first, end = first_last(table)
+        if last is not None and first < last:  # DIALS orders by (run, ls): never seen
+            raise ServiceError(f"{what}: DIALS sent LS {first[1]} after LS {last[1]}; the "
+                               "file would not be sorted by (run_number, ls_number)")
+        writer.write_table(table)
+        last = end
+
     with atomic.publishing(target) as tmp:
-        with pq.ParquetWriter(tmp, schema(unit.dim), compression=COMPRESSION) as writer:
+        with pq.ParquetWriter(tmp, SCHEMA.with_metadata(footer), **writer_options()) as writer:
             pending: list[pa.RecordBatch] = []
             for page, nbytes in client.pages(unit.endpoint, params, what=what,
                                              page_size=first_page_size
@@ -118,21 +140,21 @@ def ingest_run(client: DialsClient, unit: Unit, run: int, outdir: Path, manifest
                     rows += len(page)
                     ls.extend(r["ls_number"] for r in page)
                     if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
-                        writer.write_table(pa.Table.from_batches(pending))
+                        write(pending)
                         pending = []
                         _POOL.release_unused()  # mimalloc keeps freed pages for a while
                 del page  # before the next page is fetched and parsed
                 if test:  # --test: the first page is enough to see it works
                     break
             if pending:
-                writer.write_table(pa.Table.from_batches(pending))
+                write(pending)
     size = target.stat().st_size
     manifest.record(RunEntry(
         workspace=key.workspace, dataset=key.dataset, dataset_id=unit.dataset_id, me=key.me,
         me_id=unit.me_id, dim=unit.dim, run=run, rows=rows, ls_ranges=to_ranges(ls),
         bytes=size, sha256=file_sha256(target),
         ingested_at=now_iso(), complete=not test,
-        source={"url": client.api_url + unit.endpoint,
+        source={"url": url,
                 "workspace": client.settings.workspace, "filters": params},
         certification=certification, upstream_stuck=upstream_stuck,
     ))

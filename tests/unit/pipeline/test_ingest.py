@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from cmsdials import Dials
@@ -24,6 +25,7 @@ from dialsflow.pipeline.ingest import ingest_units
 from dialsflow.pipeline.units import Unit
 from dialsflow.store.layout import UnitKey, run_file, unit_dir
 from dialsflow.store.manifest import Manifest, file_sha256
+from dialsflow.store.parquet import file_metadata, sorting_columns
 from dialsflow_emulator.process import EmulatorProcess
 
 from ..services.test_dials import PageServer, slower_than
@@ -90,16 +92,36 @@ def test_output_equals_cmsdials_list_all_row_for_row(emulator, truth, inputs, tm
         table = pq.read_table(unit_dir(out, _key(me))).sort_by(
             [("run_number", "ascending"), ("ls_number", "ascending")])
         ours = table.to_pydict()
-        assert list(ours) == list(theirs)
+        extra = [] if me == BPIX else ["y_min", "y_max", "y_bin"]  # null for 1D MEs
+        assert [c for c in ours if c not in extra] == list(theirs)
+        assert all(ours[c] == [None] * len(rows) for c in extra)
         assert table.num_rows == len(rows) > 0
         for column in theirs:
-            if column == "data":
+            if column == "data":  # schema v2: cmsdials' nested 2D rows, flattened y then x
                 for a, b in zip(ours[column], theirs[column], strict=True):
-                    assert np.array_equal(np.asarray(a), np.asarray(b))
+                    assert np.array_equal(np.asarray(a), np.asarray(b).reshape(-1))
             else:
                 assert ours[column] == theirs[column], column
-    stacked = np.asarray(pq.read_table(unit_dir(out, _key(BPIX))).column("data").to_pylist())
+    maps = pq.read_table(unit_dir(out, _key(BPIX)))
+    stacked = np.asarray(maps.column("data").combine_chunks().values).reshape(
+        maps.num_rows, maps.column("y_bin")[0].as_py(), maps.column("x_bin")[0].as_py())
     assert stacked.shape[1:] == (26, 72)
+    # One query over the whole tree, 1D and 2D MEs alike; files sorted and described.
+    tree = ds.dataset(out / "tracker", format="parquet").to_table(
+        columns=["me", "run_number", "ls_number", "data"])
+    assert set(tree.column("me").to_pylist()) == {CHARGE, BPIX}
+    assert tree.num_rows == sum(pq.read_metadata(p).num_rows for p in out.rglob("run_*.parquet"))
+    for path in out.rglob("run_*.parquet"):
+        ls = pq.read_table(path, columns=["ls_number"]).column("ls_number").to_pylist()
+        assert ls == sorted(ls)
+        meta = pq.ParquetFile(path).metadata
+        assert all(meta.row_group(i).sorting_columns == tuple(sorting_columns())
+                   for i in range(meta.num_row_groups))
+        footer = file_metadata(path)
+        assert footer["dialsflow.schema_version"] == "2"
+        assert footer["dialsflow.workspace"] == "tracker"
+        assert footer["dialsflow.source_url"].startswith(emulator.url)
+        assert footer["dialsflow.me_id"].isdigit() and footer["dialsflow.dataset_id"].isdigit()
 
 
 def _key(me: str):
