@@ -29,7 +29,6 @@ from dialsflow.pipeline.completeness import check_units
 from dialsflow.pipeline.discovery import JobPlan, plan_job
 from dialsflow.pipeline.ingest import ingest_units, runs_to_do
 from dialsflow.pipeline.preflight import preflight
-from dialsflow.pipeline.units import Unit
 from dialsflow.pipeline.verdict import Verdict, judge, report_document
 from dialsflow.services.caf import CafClient
 from dialsflow.services.dbs import DbsClient
@@ -117,11 +116,9 @@ def discover(config_json: dict[str, Any]) -> dict[str, Any]:
                                 manifest=Manifest(job.output), runs=config.selection,
                                 force=config.force)
             log.info("dialsflow: plan of %s\n%s", job.name, plan.render())
-            for unit in plan.units:
-                night.units.append(UnitTask(
-                    job.name, job.output, Unit.from_json(unit),
-                    {k: tuple(v) for k, v in unit["certified_by"].items()},
-                    tuple(unit["stuck"])))
+            night.units.extend(UnitTask.from_json({**unit, "job": job.name,
+                                                   "output": str(job.output)})
+                               for unit in plan.units)
             night.jobs.append(_notes(plan))
     _check_map_length(len(night.units))
     return night.to_json()

@@ -36,7 +36,7 @@ from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
 from dialsflow.lfns import run_of
 from dialsflow.pipeline.run_filters import rejection
-from dialsflow.pipeline.units import Unit, expand_datasets, expand_mes
+from dialsflow.pipeline.units import Unit, dials_runs, expand_datasets, expand_mes
 from dialsflow.services.caf import CafClient, Certification
 from dialsflow.services.dbs import DbsClient, DbsFile
 from dialsflow.services.dials import DialsClient
@@ -145,7 +145,7 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
                    {"files": cert.names, "folder": cert.folder_url})
     datasets = expand_datasets(dials, list(job.dataset_patterns))
     mes = expand_mes(dials, list(job.me_patterns), job.me_type)
-    in_dials = {ds: _dials_runs(dials, ds_id, ds) for ds, ds_id in datasets.items()}
+    in_dials = {ds: set(dials_runs(dials, ds_id, ds, None)) for ds, ds_id in datasets.items()}
 
     # Every run someone knows: the certification, DIALS (for these datasets), and OMS since
     # the datasets exist (the era began), or within an explicit selection.
@@ -166,6 +166,8 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
     known |= {r for r in records if runs is None or r in runs}
     if not known:
         return plan
+    # What OMS and the certification say does not depend on the dataset.
+    judged = {run: _run_status(run, records.get(run), cert, job) for run in known}
 
     for dataset, dataset_id in datasets.items():
         keys = {me: UnitKey(job.workspace, dataset, me) for me in mes}
@@ -175,7 +177,7 @@ def plan_job(job: Job, *, at: datetime, dials: DialsClient, oms: OmsRuns,
         due_by_me: dict[str, list[int]] = {me: [] for me in mes}
         stuck_runs: set[int] = set()
         for run in sorted(known):
-            status, reason = _run_status(run, records.get(run), cert, job)
+            status, reason = judged[run]
             stuck, failed = None, {}
             if status is None:
                 record = records[run]  # _run_status wants it: OMS knows it, ended
@@ -308,12 +310,6 @@ def _when(row: dict[str, Any], at: datetime) -> datetime:
         return utc(text) if text else at
     except ValueError:
         return at
-
-
-def _dials_runs(dials: DialsClient, dataset_id: int, dataset: str) -> set[int]:
-    rows = dials.list_all("run/", {"dataset_id": dataset_id, "fields": "run_number"},
-                          what=f"runs of {dataset}")
-    return {int(r["run_number"]) for r in rows}
 
 
 def _dials_files(dials: DialsClient, dataset_id: int, dataset: str) -> dict[str, dict]:

@@ -118,11 +118,6 @@ class Certification:
     def last_run(self) -> int | None:
         return max((f.last_run for f in self.files if f.last_run is not None), default=None)
 
-    def describe(self) -> str:
-        if not self.files:
-            return f"no certification file in force in {self.folder_url}"
-        return ", ".join(f"{f.name} ({f.last_modified})" for f in self.files)
-
 
 class _Listing(HTMLParser):
     """`img[alt="[   ]"]` → the next `<a>` → the text right after it (DIALS' scrape)."""
