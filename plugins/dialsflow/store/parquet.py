@@ -51,11 +51,6 @@ SCHEMA = pa.schema(
 )
 
 
-def schema() -> pa.Schema:
-    """The v2 schema, the same for 1D and 2D MEs."""
-    return SCHEMA
-
-
 def sorting_columns() -> list[pq.SortingColumn]:
     return [pq.SortingColumn(SCHEMA.get_field_index(c)) for c in SORTING]
 
