@@ -80,15 +80,9 @@ class JobPlan:
     def from_dict(cls, data: dict[str, Any]) -> JobPlan:
         return cls(**data)
 
-    def due_units(self) -> list[Unit]:
-        return [Unit.from_json(u) for u in self.units]
-
     def counts(self) -> dict[str, int]:
         found = Counter(r["status"] for r in self.runs)
         return {s: found.get(s, 0) for s in STATUSES}
-
-    def rows(self, *statuses: str) -> list[dict[str, Any]]:
-        return [r for r in self.runs if r["status"] in statuses]
 
     def public(self) -> dict[str, Any]:
         """What `dialsflow plan --json` shows of a job."""
