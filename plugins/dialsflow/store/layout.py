@@ -4,6 +4,11 @@
     OUTDIR/_manifest/<workspace>/<dataset>/<ME>/run_<run>.json    what was written (manifest)
     OUTDIR/_locks/<workspace>/<dataset>/<ME>.lock          one writer per unit (locks)
     OUTDIR/_reports/<DAG run id>.json                      nightly completeness reports
+    OUTDIR/_conditions/oms/run_<run>.parquet               per-LS OMS conditions of a run
+    OUTDIR/_certification/files/<CAF file name>            the CAF JSONs used, as served
+    OUTDIR/_certification/files/<CAF file name>.meta.json  where and when each was fetched
+    OUTDIR/_certification/lumis.parquet                    per-LS golden/dcs flags
+    EXPORT_DIR/<dialstools name>.parquet                   exports (`dialstools_name`)
 
 Dataset and ME names contain `/`, `+`, spaces and brackets, so each becomes one path
 component by percent-encoding every byte outside [A-Za-z0-9_-]. The encoding is reversible
@@ -30,6 +35,8 @@ RUN_FILE = re.compile(r"run_(\d+)\.parquet")
 MANIFEST_DIR = "_manifest"
 LOCKS_DIR = "_locks"
 REPORTS_DIR = "_reports"
+CONDITIONS_DIR = "_conditions"
+CERTIFICATION_DIR = "_certification"
 
 
 class UnsafeNameError(ValueError):
@@ -106,6 +113,40 @@ def safe_run_id(run_id: str) -> str:
 
 def report_file(outdir: str | Path, run_id: str) -> Path:
     return Path(outdir, REPORTS_DIR, f"{safe_run_id(run_id)}.json")
+
+
+def conditions_dir(outdir: str | Path, source: str = "oms") -> Path:
+    return Path(outdir, CONDITIONS_DIR, source)
+
+
+def conditions_file(outdir: str | Path, run: int, source: str = "oms") -> Path:
+    """One run's per-LS conditions table."""
+    return conditions_dir(outdir, source) / f"run_{int(run)}.parquet"
+
+
+def certification_dir(outdir: str | Path) -> Path:
+    return Path(outdir, CERTIFICATION_DIR)
+
+
+def certification_file(outdir: str | Path, name: str) -> Path:
+    """A CAF JSON kept as served; `name` is its file name in the CAF area."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}", name):
+        raise UnsafeNameError(f"not a CAF file name: {name!r}")
+    return certification_dir(outdir) / "files" / name
+
+
+def certification_table(outdir: str | Path) -> Path:
+    """Per-LS golden/dcs flags of every run under OUTDIR."""
+    return certification_dir(outdir) / "lumis.parquet"
+
+
+def dialstools_name(dataset: str, me: str) -> str:
+    """The file name the seed scripts (and pixelae's loaders) give one dataset × ME:
+    `(dataset + '-' + me).strip('/').replace('/', '-') + '.parquet'`."""
+    name = (dataset + "-" + me).strip("/").replace("/", "-") + ".parquet"
+    if "\0" in name or name.startswith(".") or len(name.encode()) > 255:
+        raise UnsafeNameError(f"cannot export {dataset} × {me} under a dialstools name")
+    return name
 
 
 def parquet_runs(outdir: str | Path, key: UnitKey) -> list[int]:
