@@ -1,4 +1,4 @@
-"""`dialsflow` command line: fetch, check-lumis, plan, connections.
+"""`dialsflow` command line: fetch, check-lumis, plan, certification, connections.
 
 Exit codes: 0 success; 1 some runs failed (fetch) or lumisections are missing (check-lumis);
 2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
@@ -79,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="judge waiting and stuck at this ISO time (default: now)")
     pl.add_argument("--runs", default=None, help="FIRST-LAST or a comma list: only these runs")
     pl.add_argument("--json", action="store_true", help="print the plans as JSON")
+
+    ce = sub.add_parser("certification",
+                        help="keep the CAF JSONs in force under OUTDIR and refresh its per-LS "
+                             "golden/dcs table (maps are not touched)")
+    ce.add_argument("-o", "--outputdir", required=True, type=Path,
+                    help="the output directory of dialsflow fetch (or a job's output)")
+    ce.add_argument("--class", dest="cert_class", default=None,
+                    help="CAF class, e.g. Collisions24 (default: caf_default's extra.class)")
+    ce.add_argument("--energy", default=None,
+                    help="energy tag of the daily DCS-only files (default: 13p6TeV)")
 
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
@@ -162,6 +172,36 @@ def _connections() -> int:
     return status
 
 
+def _certification(args: argparse.Namespace) -> int:
+    import re
+    from dataclasses import replace
+
+    from dialsflow.config.jobs import DEFAULT_ENERGY
+    from dialsflow.pipeline.certification import refresh_from_caf
+
+    energy = args.energy or DEFAULT_ENERGY
+    if not re.fullmatch(r"[A-Za-z0-9]{1,20}", energy):
+        raise InputError(f"--energy {energy!r}: give an energy tag such as 13p6TeV")
+    if args.cert_class is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}",
+                                                        args.cert_class):
+        raise InputError(f"--class {args.cert_class!r}: give a CAF class such as Collisions24")
+    conn = from_env("caf_default")
+    if conn is None:
+        if args.cert_class is None:
+            raise InputError("connection caf_default is not set and no --class given: set "
+                             "AIRFLOW_CONN_CAF_DEFAULT or give --class")
+        from dialsflow.services.caf import PRODUCTION_CAF
+
+        base = CafSettings(PRODUCTION_CAF, args.cert_class, "golden", True)
+    else:
+        base = CafSettings.from_connection(conn)
+    if args.cert_class:
+        base = replace(base, cert_class=args.cert_class)
+    result = refresh_from_caf(args.outputdir, base, energy)
+    print(f"dialsflow: {result.summary()}")
+    return 0
+
+
 def _fetch(args: argparse.Namespace) -> int:
     from dialsflow.pipeline.ingest import fetch
 
@@ -231,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_lumis(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "certification":
+            return _certification(args)
     except DialsflowError as exc:
         print(f"dialsflow: error: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,12 @@ retries them); other statuses follow the shared retryable set.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import TypeVar
 from urllib.parse import urljoin
@@ -73,12 +76,26 @@ class ListedFile:
 
 @dataclass(frozen=True)
 class CertificationJson:
-    """A certification JSON: run → inclusive LS ranges."""
+    """A certification JSON: run → inclusive LS ranges; `body` and `http_last_modified`
+    are the bytes and the Last-Modified header as served, kept beside the data."""
 
     name: str
     url: str
     last_modified: str
     runs: RunRanges
+    body: bytes = field(default=b"", repr=False, compare=False)
+    http_last_modified: str | None = None
+
+    @property
+    def modified_at(self) -> datetime:
+        """When the file was published: its Last-Modified header, else the listing's date
+        (read as UTC), else the epoch."""
+        if self.http_last_modified:
+            with contextlib.suppress(TypeError, ValueError):
+                return parsedate_to_datetime(self.http_last_modified).astimezone(UTC)
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(self.last_modified, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+        return datetime.fromtimestamp(0, UTC)
 
     def certified(self, run: int) -> bool:
         return bool(self.runs.get(run))
@@ -242,15 +259,16 @@ class CafClient(Client):
         s = self.settings
         return f"{s.url.rstrip('/')}/{s.cert_class}/{KIND_FOLDERS[s.kind]}"
 
-    def _get(self, url: str, what: str, parse: Callable[[bytes], T]) -> T:
-        """`parse(body)` of a 200; `parse` may raise _Truncated to ask for another try."""
+    def _get(self, url: str, what: str, parse: Callable[[requests.Response], T]) -> T:
+        """`parse(response)` of a 200; `parse` may raise _Truncated to ask for another try."""
         return self.retrier.call(lambda: self.session.get(url, timeout=self.timeout),
                                  lambda r: _classify(r, f"{what}: {url}", parse),
                                  f"{what}: {url}")
 
     def listing(self) -> list[ListedFile]:
         """The file rows of the kind's folder."""
-        def complete(body: bytes) -> list[ListedFile]:
+        def complete(r: requests.Response) -> list[ListedFile]:
+            body = r.content
             if b"</html>" not in body[-200:].lower():
                 raise _Truncated("listing page incomplete")
             return parse_listing(body.decode("utf-8", "replace"))
@@ -270,15 +288,20 @@ class CafClient(Client):
 
     def download(self, listed: ListedFile) -> CertificationJson:
         url = urljoin(self.folder_url, listed.href)
-        runs = self._get(url, "CAF certification JSON",
-                         lambda body: parse_cert_json(body, listed.name))
-        return CertificationJson(listed.name, url, listed.last_modified, runs)
+
+        def parse(r: requests.Response) -> CertificationJson:
+            return CertificationJson(listed.name, url, listed.last_modified,
+                                     parse_cert_json(r.content, listed.name), r.content,
+                                     r.headers.get("Last-Modified"))
+
+        return self._get(url, "CAF certification JSON", parse)
 
 
-def _classify(r: requests.Response, what: str, parse: Callable[[bytes], T]) -> Outcome[T]:
+def _classify(r: requests.Response, what: str,
+              parse: Callable[[requests.Response], T]) -> Outcome[T]:
     if r.status_code == 200:
         try:
-            return http.ok(parse(r.content))
+            return http.ok(parse(r))
         except _Truncated as exc:
             return http.retry(str(exc))
     if r.status_code in EOS_TRANSIENT_STATUS:
