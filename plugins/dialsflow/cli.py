@@ -90,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     ce.add_argument("--energy", default=None,
                     help="energy tag of the daily DCS-only files (default: 13p6TeV)")
 
+    e = sub.add_parser("export", help="write one dialstools-style file per dataset × ME "
+                                      "(all its runs) from an output directory")
+    e.add_argument("outputdir", type=Path, help="the output directory of dialsflow fetch")
+    e.add_argument("--dataset", action="append", required=True, dest="datasets",
+                   metavar="DATASET", help="a dataset name or regex on disk (repeat for several)")
+    e.add_argument("--me", action="append", default=None, dest="mes", metavar="ME",
+                   help="an ME name or regex on disk (repeat; default: every ME on disk)")
+    e.add_argument("--runs", default=None,
+                   help="FIRST-LAST or a comma list (default: every complete run on disk)")
+    e.add_argument("--to", required=True, type=Path, help="folder of the exported files")
+    e.add_argument("--format", default="dialstools", choices=["dialstools"],
+                   help="file layout (dialstools: the seed scripts' files)")
+
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
     return p
@@ -257,6 +270,18 @@ def _check_lumis(args: argparse.Namespace) -> int:
     return 0 if report.complete else 1
 
 
+def _export(args: argparse.Namespace) -> int:
+    from dialsflow.pipeline.export import export_units, select_export_units
+
+    runs = RunSelection.parse(args.runs)
+    units = select_export_units(args.outputdir, args.datasets, args.mes)
+    results = export_units(args.outputdir, units, args.to, runs=runs, fmt=args.format)
+    for r in results:
+        state = "written" if r.written else "up to date" if r.runs else "no complete run, skipped"
+        print(f"dialsflow: {r.path.name}: {state} ({len(r.runs)} runs, {r.rows} rows)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
@@ -271,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_lumis(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "certification":
             return _certification(args)
     except DialsflowError as exc:
