@@ -17,6 +17,8 @@ files set the variable)::
                          "energy": "13p6TeV"},      # dcs only: which daily series
        "oms": {"stable_beam": true, "min_recorded_lumi": 0.1,         # optional, each key
                "components": ["PIXEL", "TRACKER"]},
+       "export": {"to": "exports/tracker",           # optional: dialstools files of each
+                  "format": "dialstools"},         # dataset × ME, refreshed every night
        "stuck_after_hours": 48,                     # optional: DIALS file stuck → ingest
        "max_runs_per_night": 400,                   # optional: runs per unit per night
        "completeness_tolerance": 0.1}               # float in [0, 1]
@@ -35,6 +37,9 @@ URLs are refused clearly).
 Certification: `class`/`kind` given here override the `caf_default` connection's extra;
 left out, the connection's apply (see `Job.caf_settings`). OMS filters default to "no
 filter" (stable_beam false = not required, min_recorded_lumi 0, no components).
+
+Exports: with `export`, the `dials_export` DAG rewrites the job's dialstools files
+(pipeline/export.py) after each night; `to` resolves like `output`.
 
 There is no time window: a job's runs are the runs its certification holds, whenever they
 ended (pipeline/discovery.py). `stuck_after_hours` says when a DIALS file still PENDING or
@@ -74,6 +79,7 @@ from dialsflow.errors import InputError
 JOBS_FILE_ENV = "DIALSFLOW_JOBS_FILE"
 OUTPUT_ROOT_ENV = "DIALSFLOW_OUTPUT_ROOT"
 ME_TYPES = ("auto", "h1d", "h2d")
+EXPORT_FORMATS = ("dialstools",)
 #: The pp energy of Run 3 as the CAF daily DCS-only file names write it.
 DEFAULT_ENERGY = "13p6TeV"
 #: DIALS' indexer runs hourly and a file ingests in minutes to hours: two days in PENDING or
@@ -126,6 +132,14 @@ class OmsFilters:
                           AfterValidator(lambda c: tuple(dict.fromkeys(c)))] = ()
 
 
+@pydantic_dataclasses.dataclass(frozen=True, config=_STRICT)
+class ExportChoice:
+    """Where the job's exports go, in which format; no `export` key = no export."""
+
+    to: Annotated[_NonBlank, AfterValidator(_local_path)]
+    format: Literal[EXPORT_FORMATS] = "dialstools"
+
+
 class JobSpec(BaseModel):
     """One job as the file writes it (paths as given, pattern files not read yet)."""
 
@@ -143,6 +157,7 @@ class JobSpec(BaseModel):
     oms: OmsFilters = OmsFilters()
     stuck_after_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] = STUCK_AFTER_HOURS
     max_runs_per_night: Annotated[int, Field(ge=1)] = MAX_RUNS_PER_NIGHT
+    export: ExportChoice | None = None
     completeness_tolerance: Annotated[float, Field(ge=0, le=1)]
 
 
@@ -165,6 +180,14 @@ class JobsFile(BaseModel):
 
 
 @dataclass(frozen=True)
+class ExportTarget:
+    """A job's export, its folder resolved."""
+
+    to: Path
+    format: str
+
+
+@dataclass(frozen=True)
 class Job:
     """A validated job, its pattern lists read and its paths resolved."""
 
@@ -182,6 +205,8 @@ class Job:
     description: str = ""
     stuck_after_hours: float = STUCK_AFTER_HOURS
     max_runs_per_night: int = MAX_RUNS_PER_NIGHT
+
+    export: ExportTarget | None = None  # None: the job is not exported
 
     @property
     def output_uri(self) -> str:
@@ -279,12 +304,15 @@ def _job(path: Path, spec: JobSpec) -> Job:
     datasets_file, datasets = patterns("datasets_file", spec.datasets_file, "datasets")
     mes_file, mes = patterns("mes_file", spec.mes_file, "MEs")
     output = resolved("output", spec.output, output_root)
+    export = None if spec.export is None else ExportTarget(
+        resolved("export.to", spec.export.to, output_root), spec.export.format)
     return Job(
         name=spec.name, workspace=spec.workspace, datasets_file=datasets_file,
         mes_file=mes_file, dataset_patterns=datasets, me_patterns=mes, me_type=spec.me_type,
         output=output, certification=spec.certification, oms=spec.oms,
         completeness_tolerance=spec.completeness_tolerance, description=spec.description,
         stuck_after_hours=spec.stuck_after_hours, max_runs_per_night=spec.max_runs_per_night,
+        export=export,
     )
 
 
@@ -306,6 +334,9 @@ _MUST = {
     "oms.min_recorded_lumi": "must be a number >= 0 (pb^-1), not {v}",
     "oms.components": 'must be a list of OMS component names such as ["PIXEL", "TRACKER"]',
     "certification.energy": "must be an energy tag such as '13p6TeV', not {v}",
+    "export": "must be an object with the folder 'to' (and 'format'), not {t}",
+    "export.to": "must be a folder path (string), not {t}",
+    "export.format": f"must be one of {', '.join(EXPORT_FORMATS)}, not {{v}}",
     "stuck_after_hours": "must be a number of hours > 0, not {v}",
     "max_runs_per_night": "must be an integer >= 1, not {v}",
     "completeness_tolerance": "must be a number in [0, 1], not {v}",
@@ -313,7 +344,8 @@ _MUST = {
 _NAMES = {"name": "letters, digits, '_' or '-'", "workspace": "a DIALS workspace name",
           "certification.class": "a CAF class such as 'Collisions24'"}
 _UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
-_KEYS = {"(job)": JobSpec, "certification": CertificationChoice, "oms": OmsFilters}
+_KEYS = {"(job)": JobSpec, "export": ExportChoice,
+         "certification": CertificationChoice, "oms": OmsFilters}
 
 
 def _message(path: Path, data: Any, errors: list[ErrorDetails]) -> str:
