@@ -26,11 +26,12 @@ from .rows import (
     hlt_paths,
     hltrate_tables,
     ls_started,
-    ls_table,
     run_row,
+    served_ls_table,
 )
 
 Keep = Callable[[int], bool]
+LS_AT = [a.name for a in LS_ATTRS].index("lumisection_number")
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,17 @@ def _runs(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
                 run_row(world, run, now)
 
 
+def _started(rows: Iterable[Row], n: int, missing: frozenset[int], at: int) -> Iterator[Row]:
+    """Rows of the first n LS (LS number at column `at`) that OMS has a row for."""
+    return (row for row in rows if row[at] <= n and row[at] not in missing)
+
+
 def _lumisections(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
     for run in world.runs:
         if run.start <= now and keep(run.number):
-            yield from ls_table(world, run.number)[:ls_started(run, now)]
+            # served_ls_table already lacks the missing LS
+            yield from _started(served_ls_table(world, run.number), ls_started(run, now),
+                                frozenset(), LS_AT)
 
 
 def _fills(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
@@ -90,15 +98,18 @@ def _hltpathinfo(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
                         for path_id, name in hlt_paths(world, run.number))
 
 
-def _per_ls(tables: Callable[[World, int], tuple[tuple[Row, ...], ...]]
-            ) -> Callable[[World, datetime, Keep], Iterator[Row]]:
-    """Rows of per-run tables (one per path or dataset) for the LS started at `now`."""
+def _per_ls(tables: Callable[[World, int], tuple[tuple[Row, ...], ...]],
+            attrs: tuple[Attr, ...]) -> Callable[[World, datetime, Keep], Iterator[Row]]:
+    """Rows of per-run tables (one per path or dataset) for the LS started at `now`, without
+    the LS `lumisections` lacks (rates are per LS of `lumisections`)."""
+    at = [a.name for a in attrs].index("first_lumisection_number")
     def rows(world: World, now: datetime, keep: Keep) -> Iterator[Row]:
         for run in world.runs:
             if run.start <= now and keep(run.number):
                 n = ls_started(run, now)
+                missing = world.oms_missing_ls.get(run.number, frozenset())
                 for table in tables(world, run.number):
-                    yield from table[:n]
+                    yield from _started(table, n, missing, at)
     return rows
 
 
@@ -111,8 +122,8 @@ RESOURCES = {r.name: r for r in (
              _hltpathinfo),
     Resource("hltpathrates", HLTPATHRATES_ATTRS,
              ("run_number", "path_id", "first_lumisection_number"), "run_number",
-             _per_ls(hltrate_tables), ("lumisection",)),
+             _per_ls(hltrate_tables, HLTPATHRATES_ATTRS), ("lumisection",)),
     Resource("datasetrates", DATASETRATES_ATTRS,
              ("run_number", "dataset_name", "first_lumisection_number"), "run_number",
-             _per_ls(datasetrate_tables), ("lumisection",)),
+             _per_ls(datasetrate_tables, DATASETRATES_ATTRS), ("lumisection",)),
 )}

@@ -13,6 +13,7 @@ from functools import lru_cache
 from ..world.basics import LS_SECONDS, stable_int
 from ..world.entities import Fill, Run
 from ..world.model import World
+from ..world.omsgaps import DCS, LUMI
 from .attributes import (
     LS_ATTRS,
     OTHER_BITS,
@@ -93,6 +94,30 @@ def ls_table(world: World, run_number: int) -> tuple[Row, ...]:
 
 LS = {a.name: i for i, a in enumerate(LS_ATTRS)}
 RUN = {a.name: i for i, a in enumerate(RUN_ATTRS)}
+#: the columns each null kind of world/omsgaps.py blanks
+NULLED = {
+    LUMI: frozenset(LS[a] for a in ("pileup", "delivered_lumi_per_lumisection",
+                                    "recorded_lumi_per_lumisection")),
+    DCS: frozenset(i for name, i in LS.items() if name.endswith("_ready")),
+}
+
+
+@lru_cache(maxsize=4096)
+def served_ls_table(world: World, run_number: int) -> tuple[Row, ...]:
+    """The lumisection rows OMS serves: `ls_table` without the run's missing LS and with its
+    null cells. Run totals and trigger rates keep using the full table, as production's
+    run records and rate counters do not depend on a lumisection row being there."""
+    missing = world.oms_missing_ls.get(run_number, frozenset())
+    nulls = world.oms_null_ls.get(run_number, {})
+    rows: list[Row] = []
+    for row in ls_table(world, run_number):
+        ls = row[LS["lumisection_number"]]
+        if ls in missing:
+            continue
+        blank = NULLED.get(nulls.get(ls, ""), frozenset())
+        rows.append(tuple(None if i in blank else v for i, v in enumerate(row)) if blank
+                    else row)
+    return tuple(rows)
 
 
 def _run_totals(world: World, run: Run, n_ls: int) -> tuple[float, float, float, float]:

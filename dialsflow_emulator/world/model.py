@@ -54,6 +54,9 @@ class World:
     run_certification: dict[int, RunCertification]  # 13.6 TeV collision runs
     dcs_ranges: dict[int, list[list[int]]]  # tracker/pixel-ready LS of every collision run
     cert_class: str = "Collisions24"
+    # OMS per-LS gaps (world/omsgaps.py): run -> LS without a row; run -> {LS: null kind}
+    oms_missing_ls: dict[int, frozenset[int]] = field(default_factory=dict)
+    oms_null_ls: dict[int, dict[int, str]] = field(default_factory=dict)
     _files_by_key: dict[tuple[int, int], list[DqmFile]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -287,6 +290,13 @@ class World:
                 and c.certified_at - self.run_by_number[n].end >= timedelta(days=60)),
             "special_energy_runs": sorted(r.number for r in self.runs
                                           if r.stable_beam and r.energy != PP_GEV),
+            # LS rows OMS lacks (lumisections, hltpathrates, datasetrates alike)
+            "oms_missing_ls": {str(run): sorted(ls)
+                               for run, ls in sorted(self.oms_missing_ls.items())},
+            # null cells of OMS lumisections: "lumi" (pileup, *_lumi_per_lumisection) or
+            # "dcs" (every *_ready bit)
+            "oms_null_ls": {str(run): {str(ls): kind for ls, kind in sorted(cells.items())}
+                            for run, cells in sorted(self.oms_null_ls.items())},
         }
 
     @cached_property

@@ -58,6 +58,17 @@ def _follow(q, body: dict) -> Iterator[dict]:
         body = q.get_request(body["links"]["next"], verify=False).json()
 
 
+def _served_ls(truth: dict, run: dict) -> list[int]:
+    """The LS numbers OMS has rows for: 1..n_ls without the planted missing LS."""
+    missing = set(truth["planted"]["oms_missing_ls"].get(str(run["run_number"]), []))
+    return [ls for ls in range(1, run["n_ls"] + 1) if ls not in missing]
+
+
+def _nulls(truth: dict, run: int, kind: str) -> set[int]:
+    cells = truth["planted"]["oms_null_ls"].get(str(run), {})
+    return {int(ls) for ls, k in cells.items() if k == kind}
+
+
 @pytest.fixture
 def oms(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> OMSAPI:
     return _client(emulator, monkeypatch)
@@ -94,11 +105,14 @@ def test_lumisections_of_a_run_match_the_run(oms: OMSAPI, truth: dict):
     q = oms.query("lumisections").filter("run_number", run["run_number"])
     body = q.paginate(per_page=10_000).data().json()
     rows = [item["attributes"] for item in body["data"]]
-    assert [r["lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
-    assert [item["id"] for item in body["data"]][:2] == [f"{run['run_number']}_1",
-                                                         f"{run['run_number']}_2"]
+    assert [r["lumisection_number"] for r in rows] == _served_ls(truth, run)
+    number = run["run_number"]
+    assert [item["id"] for item in body["data"]] == [f"{number}_{r['lumisection_number']}"
+                                                     for r in rows]
     assert rows[0]["start_time"] == run["start_time"]
-    assert all(r["pileup"] > 0 and r["beams_stable"] and r["cms_active"] for r in rows)
+    blank = _nulls(truth, run["run_number"], "lumi")
+    assert all(r["beams_stable"] and r["cms_active"] for r in rows)
+    assert all(r["pileup"] > 0 for r in rows if r["lumisection_number"] not in blank)
     cumulative = [r["recorded_lumi"] for r in rows]
     assert cumulative == sorted(cumulative) and cumulative[-1] > 0
     assert body["data"][0]["meta"]["row"]["recorded_lumi"] == {"units": "pb^{-1}"}
@@ -118,7 +132,11 @@ def test_tracker_dcs_bits_follow_the_dcs_only_json(oms: OMSAPI, emulator: Emulat
     q = oms.query("lumisections").filter("run_number", run).attrs(
         ["lumisection_number", "bpix_ready", "tob_ready", "physics_flag"])
     rows = [d["attributes"] for d in q.paginate(per_page=5000).data().json()["data"]]
+    blank = _nulls(truth, run, "dcs")
     for row in rows:
+        if row["lumisection_number"] in blank:
+            assert row["bpix_ready"] is row["tob_ready"] is None
+            continue
         inside = first <= row["lumisection_number"] <= last
         assert row["bpix_ready"] is row["tob_ready"] is row["physics_flag"] is inside
 
@@ -348,8 +366,8 @@ def test_zerobias_rate_per_lumisection_as_pixelae_fetches_it(oms: OMSAPI, truth:
     name, path_id = _zerobias(oms, number)
     assert re.fullmatch(r"HLT_ZeroBias_v\d+", name)
     rows = _path_rates(oms, number, name)
-    assert [r["first_lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
-    assert [r["last_lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
+    assert [r["first_lumisection_number"] for r in rows] == _served_ls(truth, run)
+    assert [r["last_lumisection_number"] for r in rows] == _served_ls(truth, run)
     assert {(r["run_number"], r["path_id"], r["path_name"]) for r in rows} == \
         {(number, path_id, name)}
     assert all(r["rate"] > 5 and r["rate"] == pytest.approx(r["counter"] / LS_SECONDS,
@@ -373,7 +391,7 @@ def test_physics_path_rate_follows_the_lumisections_luminosity(oms: OMSAPI, trut
         ["lumisection_number", "init_lumi"]).paginate(per_page=5000).data().json()["data"]
     ratios = [rates[d["attributes"]["lumisection_number"]] / d["attributes"]["init_lumi"]
               for d in ls]
-    assert len(ratios) == run["n_ls"] and max(ratios) / min(ratios) < 1.05
+    assert len(ratios) == len(_served_ls(truth, run)) and max(ratios) / min(ratios) < 1.05
 
 
 def test_no_rate_without_stable_beams(oms: OMSAPI, truth: dict):
@@ -396,9 +414,10 @@ def test_zerobias_dataset_rate_as_dqmexplore_fetches_it(oms: OMSAPI, truth: dict
     body = q.data().json()
     rows = sorted((d["attributes"] for d in body["data"]),
                   key=lambda r: r["last_lumisection_number"])
-    assert body["meta"]["totalResourceCount"] == run["n_ls"]
-    assert [r["first_lumisection_number"] for r in rows] == list(range(1, run["n_ls"] + 1))
-    assert [r["last_lumisection_in_run"] for r in rows] == [False] * (run["n_ls"] - 1) + [True]
+    served = _served_ls(truth, run)
+    assert body["meta"]["totalResourceCount"] == len(served)
+    assert [r["first_lumisection_number"] for r in rows] == served
+    assert [r["last_lumisection_in_run"] for r in rows] == [ls == run["n_ls"] for ls in served]
     assert all(r["cms_active"] and r["dataset_name"] == "ZeroBias" for r in rows)
     assert body["data"][0]["id"] == f"{number}_ZeroBias_1"
     assert body["data"][0]["meta"]["row"] == {"rate": {"units": "Hz"}}
@@ -409,7 +428,7 @@ def test_zerobias_dataset_rate_as_dqmexplore_fetches_it(oms: OMSAPI, truth: dict
     counters = [_path_rates(oms, number, p) for p in zb]
     assert len(zb) == 2
     assert [r["events"] for r in rows] == [sum(c[i]["counter"] for c in counters)
-                                           for i in range(run["n_ls"])]
+                                           for i in range(len(served))]
     assert all(r["rate"] == pytest.approx(r["events"] / LS_SECONDS, abs=1e-3) for r in rows)
 
 
@@ -465,3 +484,95 @@ def test_dials_oms_proxy_serves_datasetrates(emulator: EmulatorProcess, token: s
                      headers={"Authorization": f"Bearer {_token(emulator, DIALS_AUDIENCE)}"})
     assert r.status_code == 200 and direct["data"]
     assert r.json()["data"] == direct["data"]
+
+
+# --------------------------------------------------------------------------- per-LS gaps, nulls
+
+ZEROBIAS_PROMPT = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
+
+
+def _rows(oms: OMSAPI, resource: str, run: int, **filters: str) -> list[dict]:
+    q = oms.query(resource).filter("run_number", run)
+    for name, value in filters.items():
+        q.filter(name, value)
+    if resource != "lumisections":
+        q.custom("group[granularity]", "lumisection")
+    return [d["attributes"] for d in q.paginate(per_page=5000).data().json()["data"]]
+
+
+def test_golden_run_lacks_ls_rows_in_oms_that_dials_has(oms: OMSAPI, emulator: EmulatorProcess,
+                                                        token: str, truth: dict):
+    """A Golden run (so ingested by the nightly demo jobs) whose lumisections lack a stretch
+    of LS; hltpathrates and datasetrates lack the same LS; DIALS has maps of them; the run
+    record still counts them."""
+    planted = truth["planted"]["oms_missing_ls"]
+    golden = {int(r) for r in truth["certification"]["golden_runs"]}
+    number = min(int(r) for r in planted if int(r) in golden)
+    run = next(r for r in truth["runs"] if r["run_number"] == number)
+    gap = planted[str(number)]
+    assert 1 <= len(gap) <= 3 and gap == list(range(gap[0], gap[-1] + 1))
+    assert 1 < gap[0] and gap[-1] < run["n_ls"]
+    served = [ls for ls in range(1, run["n_ls"] + 1) if ls not in gap]
+
+    ls_rows = _rows(oms, "lumisections", number)
+    assert [r["lumisection_number"] for r in ls_rows] == served
+    name, _ = _zerobias(oms, number)
+    assert [r["first_lumisection_number"]
+            for r in _rows(oms, "hltpathrates", number, path_name=name)] == served
+    zb = _rows(oms, "datasetrates", number, dataset_name="ZeroBias")
+    assert sorted(r["last_lumisection_number"] for r in zb) == served
+    assert [r["last_lumisection_number"] for r in zb if r["last_lumisection_in_run"]] == \
+        [run["n_ls"]]
+    assert _get(emulator, f"lumisections/{number}_{gap[0]}", token).status_code == 404
+
+    (summary,) = oms.query("runs").filter("run_number", number).data().json()["data"]
+    assert summary["attributes"]["last_lumisection_number"] == run["n_ls"]
+    assert summary["attributes"]["recorded_lumi"] == pytest.approx(ls_rows[-1]["recorded_lumi"])
+
+    dataset = next(d for d in truth["datasets"] if d["dataset"] == ZEROBIAS_PROMPT)
+    dials = {ls for lo, hi in dataset["runs"][str(number)]["dials_ls"]
+             for ls in range(lo, hi + 1)}
+    assert set(gap) <= dials
+
+
+def test_null_cells_at_a_run_start_and_without_dcs(oms: OMSAPI, truth: dict):
+    """The first LS of some runs has no pileup nor per-LS luminosity; one LS of some collision
+    runs has no DCS bits; `filter[pileup][EQ]=null` finds the first kind."""
+    planted = truth["planted"]["oms_null_ls"]
+    lumi_run = next(int(r) for r, cells in planted.items() if cells.get("1") == "lumi")
+    rows = _rows(oms, "lumisections", lumi_run)
+    first, second = rows[0], rows[1]
+    assert first["lumisection_number"] == 1
+    assert first["pileup"] is first["delivered_lumi_per_lumisection"] is \
+        first["recorded_lumi_per_lumisection"] is None
+    assert first["recorded_lumi"] is not None and first["bpix_ready"] is not None
+    assert second["pileup"] > 0 and second["recorded_lumi_per_lumisection"] > 0
+    nulls = _rows(oms, "lumisections", lumi_run, pileup="null")
+    assert [r["lumisection_number"] for r in nulls] == [1]
+
+    dcs_run, dcs_ls = next((int(r), int(ls)) for r, cells in planted.items()
+                           for ls, kind in cells.items() if kind == "dcs")
+    (row,) = _rows(oms, "lumisections", dcs_run, lumisection_number=str(dcs_ls))
+    ready = {k: v for k, v in row.items() if k.endswith("_ready")}
+    assert len(ready) == 31 and set(ready.values()) == {None}
+    assert row["pileup"] > 0 and row["beams_stable"] is True
+
+
+def test_per_ls_luminosity_in_inverse_picobarn(oms: OMSAPI, truth: dict):
+    """`*_lumi_per_lumisection` in pb^-1 as production serves 2022+ runs: one LS at pileup μ
+    with n colliding bunches delivers μ·n·f_rev/σ_inel(80 mb)·23.31 s; pixelae's sample
+    (pileup 53.6, prescale column 62b) reads 0.0109."""
+    run = _collision_run(oms, truth)
+    (fill,) = oms.query("fills").filter("fill_number", run["fill_number"]).attrs(
+        ["bunches_colliding"]).data().json()["data"]
+    bunches = fill["attributes"]["bunches_colliding"]
+    body = oms.query("lumisections").filter("run_number", run["run_number"]).attrs(
+        ["pileup", "delivered_lumi_per_lumisection", "recorded_lumi_per_lumisection"]
+    ).paginate(per_page=5000).data().json()
+    item = body["data"][5]
+    assert item["meta"]["row"] == {"delivered_lumi_per_lumisection": {"units": "pb^{-1}"},
+                                   "recorded_lumi_per_lumisection": {"units": "pb^{-1}"}}
+    a = item["attributes"]
+    expected = a["pileup"] * bunches * 11245.5 / 80e-27 * LS_SECONDS / 1e36  # cm^-2 -> pb^-1
+    assert a["delivered_lumi_per_lumisection"] == pytest.approx(expected, rel=0.04)
+    assert a["recorded_lumi_per_lumisection"] < a["delivered_lumi_per_lumisection"]
