@@ -36,7 +36,7 @@ print(t1 - t_bag)
 
 def test_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"dials_ingest"}
+    assert set(dagbag.dag_ids) == {"dials_ingest", "dials_export"}
 
 
 def test_parse_is_fast_and_offline():

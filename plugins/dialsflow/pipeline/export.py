@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dialsflow.config.jobs import Job
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
 from dialsflow.pipeline.completeness import select_units
@@ -114,6 +115,15 @@ def job_units(outdir: Path, workspace: str, datasets: Iterable[str],
 
 
 # ---- the export ---------------------------------------------------------------------------
+
+
+def export_job(job: Job) -> list[ExportResult]:
+    """Every unit of a job with an `export` (its workspace, its patterns) into its folder."""
+    if job.export is None:
+        raise InputError(f"job {job.name!r} has no export in the jobs file")
+    units = job_units(job.output, job.workspace, job.dataset_patterns, job.me_patterns)
+    return export_units(job.output, units, job.export.to, fmt=job.export.format,
+                        allow_empty=True)
 
 
 def export_units(outdir: Path, units: list[UnitKey], to: Path, *,
