@@ -5,6 +5,7 @@
     │   └── ConnectionConfigError  an Airflow connection is missing or malformed
     ├── ServiceError               a service refused, or transient errors outlasted the retries
     ├── UnitFailed                 runs of a dataset × ME could not be ingested
+    ├── ConditionsFailed           per-LS OMS conditions of some runs could not be written
     └── CompletenessFailed         a job's night is incomplete beyond what it tolerates
 """
 
@@ -29,6 +30,10 @@ class ServiceError(DialsflowError):
 
 class UnitFailed(DialsflowError):
     """Some runs of a dataset × ME could not be ingested; the message names each one."""
+
+
+class ConditionsFailed(DialsflowError):
+    """The per-LS OMS conditions of some runs could not be written; the message names them."""
 
 
 class CompletenessFailed(DialsflowError):

@@ -17,6 +17,9 @@ files set the variable)::
                          "energy": "13p6TeV"},      # dcs only: which daily series
        "oms": {"stable_beam": true, "min_recorded_lumi": 0.1,         # optional, each key
                "components": ["PIXEL", "TRACKER"]},
+       "conditions": {"hlt_paths": ["HLT_ZeroBias_v*"],  # optional, each key: per-LS OMS
+                      "datasets": ["ZeroBias"],     # conditions beside the maps (these are
+                      "enabled": true},             # the defaults)
        "export": {"to": "exports/tracker",           # optional: dialstools files of each
                   "format": "dialstools"},         # dataset × ME, refreshed every night
        "stuck_after_hours": 48,                     # optional: DIALS file stuck → ingest
@@ -38,6 +41,12 @@ Certification: `class`/`kind` given here override the `caf_default` connection's
 left out, the connection's apply (see `Job.caf_settings`). OMS filters default to "no
 filter" (stable_beam false = not required, min_recorded_lumi 0, no components).
 
+Conditions: every night the DAG writes, for each run it ingests (and each run with maps
+but no table yet), the run's per-LS OMS conditions under OUTDIR/_conditions/oms/
+(config/conditions.py, store/conditions.py): the `lumisections` flags, pileup and
+luminosities, plus the per-LS rates of `hlt_paths` (fnmatch patterns over the run's HLT
+paths) and of primary `datasets`. `enabled: false` writes none for the job.
+
 Exports: with `export`, the `dials_export` DAG rewrites the job's dialstools files
 (pipeline/export.py) after each night; `to` resolves like `output`.
 
@@ -55,7 +64,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -72,6 +81,7 @@ from pydantic import (
 from pydantic import dataclasses as pydantic_dataclasses
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from dialsflow.config.conditions import ConditionsSpec
 from dialsflow.config.connections import CERT_KINDS, CafSettings
 from dialsflow.config.inputs import load_patterns, read_json
 from dialsflow.errors import InputError
@@ -155,6 +165,7 @@ class JobSpec(BaseModel):
     output: Annotated[_NonBlank, AfterValidator(_local_path)]
     certification: CertificationChoice = CertificationChoice()
     oms: OmsFilters = OmsFilters()
+    conditions: ConditionsSpec = ConditionsSpec()
     stuck_after_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] = STUCK_AFTER_HOURS
     max_runs_per_night: Annotated[int, Field(ge=1)] = MAX_RUNS_PER_NIGHT
     export: ExportChoice | None = None
@@ -205,6 +216,7 @@ class Job:
     description: str = ""
     stuck_after_hours: float = STUCK_AFTER_HOURS
     max_runs_per_night: int = MAX_RUNS_PER_NIGHT
+    conditions: ConditionsSpec = field(default_factory=ConditionsSpec)
 
     export: ExportTarget | None = None  # None: the job is not exported
 
@@ -312,6 +324,7 @@ def _job(path: Path, spec: JobSpec) -> Job:
         output=output, certification=spec.certification, oms=spec.oms,
         completeness_tolerance=spec.completeness_tolerance, description=spec.description,
         stuck_after_hours=spec.stuck_after_hours, max_runs_per_night=spec.max_runs_per_night,
+        conditions=spec.conditions,
         export=export,
     )
 
@@ -333,6 +346,11 @@ _MUST = {
     "oms.stable_beam": "must be true or false, not {t}",
     "oms.min_recorded_lumi": "must be a number >= 0 (pb^-1), not {v}",
     "oms.components": 'must be a list of OMS component names such as ["PIXEL", "TRACKER"]',
+    "conditions": "must be an object, not {t}",
+    "conditions.hlt_paths": "must be a list of HLT path names or fnmatch patterns such as "
+                            '["HLT_ZeroBias_v*"]',
+    "conditions.datasets": 'must be a list of primary dataset names such as ["ZeroBias"]',
+    "conditions.enabled": "must be true or false, not {t}",
     "certification.energy": "must be an energy tag such as '13p6TeV', not {v}",
     "export": "must be an object with the folder 'to' (and 'format'), not {t}",
     "export.to": "must be a folder path (string), not {t}",
@@ -345,7 +363,8 @@ _NAMES = {"name": "letters, digits, '_' or '-'", "workspace": "a DIALS workspace
           "certification.class": "a CAF class such as 'Collisions24'"}
 _UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
 _KEYS = {"(job)": JobSpec, "export": ExportChoice,
-         "certification": CertificationChoice, "oms": OmsFilters}
+         "certification": CertificationChoice, "oms": OmsFilters,
+         "conditions": ConditionsSpec}
 
 
 def _message(path: Path, data: Any, errors: list[ErrorDetails]) -> str:

@@ -1,5 +1,6 @@
-"""OMS runs for discovery: every run since a time, or by number, with the attributes the
-job's filters use.
+"""OMS queries: runs for discovery (every run since a time, or by number, with the
+attributes the job's filters use), and any resource paged the same way (`query`; the per-LS
+conditions in services/oms_conditions.py use it).
 
 Two ways in, chosen by `oms_default` extra.via:
 - `direct`: the unmodified `omsapi` 0.9.8.1 client against the connection's api_url, with a
@@ -12,11 +13,13 @@ Two ways in, chosen by `oms_default` extra.via:
   told from a permanent failure, so it is not retried: the `direct` way, which retries OMS'
   transient 500s, is the one for nightly runs.
 
-Either way the query is `runs` with `filter[start_time][GE]` (docs/reference/oms.md §2, §3:
-UTC `YYYY-MM-DDTHH:MM:SSZ`) or `filter[run_number][GE]`/`[LE]`, paged with
+Either way the runs query is `runs` with `filter[start_time][GE]` (docs/reference/oms.md §2,
+§3: UTC `YYYY-MM-DDTHH:MM:SSZ`) or `filter[run_number][GE]`/`[LE]`, paged with
 `page[offset]`/`page[limit]` until `links.next` is null or a short page (§2, §4.1). Runs
-carry no `era` (§6.1). The job's filters are applied client side
-(pipeline/run_filters.py), so every rejected run can be reported with its reason.
+carry no `era` (§6.1). Projections (`fields`), sorting and custom parameters such as
+`group[granularity]` go to OMS on the direct way only; the proxy passes filters and
+pages. The job's filters are applied client side (pipeline/run_filters.py), so every
+rejected run can be reported with its reason.
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ _omsapi_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
+class QueryOptions:
+    """What only the direct way sends (DIALS' oms-proxy passes filters and pages only)."""
+
+    fields: tuple[str, ...] = ()  # projection; empty = every attribute
+    sort: str | None = None
+    custom: tuple[tuple[str, str], ...] = ()  # e.g. (("group[granularity]", "lumisection"),)
+
+
+@dataclass(frozen=True)
 class OmsRun:
     """A run as OMS `runs` describes it (docs/reference/oms.md §6.1)."""
 
@@ -79,8 +91,8 @@ class OmsRun:
             start_time=_instant(a.get("start_time")),
             end_time=_instant(a.get("end_time")),
             stable_beam=a.get("stable_beam"),
-            recorded_lumi=_lumi(a.get("recorded_lumi"), units.get("recorded_lumi")),
-            delivered_lumi=_lumi(a.get("delivered_lumi"), units.get("delivered_lumi")),
+            recorded_lumi=lumi_pb(a.get("recorded_lumi"), units.get("recorded_lumi")),
+            delivered_lumi=lumi_pb(a.get("delivered_lumi"), units.get("delivered_lumi")),
             components=tuple(a.get("components") or ()),
             last_lumisection_number=a.get("last_lumisection_number"),
         )
@@ -98,7 +110,7 @@ def _instant(value: str | None) -> datetime | None:
     return utc(value) if value else None
 
 
-def _lumi(value: float | None, units: dict | None) -> float | None:
+def lumi_pb(value: float | None, units: dict | None) -> float | None:
     if value is None:
         return None
     unit = (units or {}).get("units") or "pb^{-1}"
@@ -110,32 +122,45 @@ def _lumi(value: float | None, units: dict | None) -> float | None:
 
 
 class OmsRuns(Client):
-    """Run queries shared by both access paths; subclasses fetch one page."""
+    """Queries shared by both access paths; subclasses fetch one page."""
 
     via = ""
 
-    def _page(self, filters: list[tuple[str, str, str]], offset: int,
-              limit: int) -> dict[str, Any]:
+    def _page(self, resource: str, filters: list[tuple[str, str, str]], offset: int,
+              limit: int, options: QueryOptions) -> dict[str, Any]:
         raise NotImplementedError
+
+    @property
+    def source_url(self) -> str:
+        """Where the answers come from, for provenance (strip credentials before storing)."""
+        raise NotImplementedError
+
+    def query(self, resource: str, filters: list[tuple[str, str, str]],
+              options: QueryOptions | None = None, *,
+              limit: int | None = None) -> list[dict[str, Any]]:
+        """Every resource object of `resource` matching (attribute, operator, value) filters,
+        page after page until `links.next` is null (or a short page)."""
+        options = options or QueryOptions()
+        limit = limit or PAGE_LIMIT
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            body = self._page(resource, filters, offset, limit, options)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise ServiceError(f"OMS ({self.via}): {resource} answer without a 'data' list")
+            items.extend(data)
+            links = body.get("links")
+            more = (links.get("next") is not None) if isinstance(links, dict) \
+                else len(data) == limit
+            if not data or not more:
+                return items
+            offset += limit
 
     def query_runs(self, filters: list[tuple[str, str, str]]) -> list[OmsRun]:
         """Every run matching (attribute, operator, value) filters, ascending, deduplicated."""
-        found: dict[int, OmsRun] = {}
-        offset = 0
-        while True:
-            body = self._page(filters, offset, PAGE_LIMIT)
-            data = body.get("data")
-            if not isinstance(data, list):
-                raise ServiceError(f"OMS ({self.via}): runs answer without a 'data' list")
-            for item in data:
-                run = OmsRun.from_resource(item)
-                found[run.run_number] = run
-            links = body.get("links")
-            more = (links.get("next") is not None) if isinstance(links, dict) \
-                else len(data) == PAGE_LIMIT
-            if not data or not more:
-                break
-            offset += PAGE_LIMIT
+        found = {run.run_number: run for run in map(OmsRun.from_resource, self.query(
+            "runs", filters, QueryOptions(fields=RUN_FIELDS, sort="run_number")))}
         return [found[n] for n in sorted(found)]
 
     def runs_started_since(self, start: datetime) -> list[OmsRun]:
@@ -151,7 +176,7 @@ class OmsRuns(Client):
 
     def ping(self) -> None:
         """One run, any run: the runs endpoint answers (and, direct, takes the token)."""
-        self._page([], 0, 1)
+        self._page("runs", [], 0, 1, QueryOptions(fields=RUN_FIELDS, sort="run_number"))
 
 
 class DirectOms(OmsRuns):
@@ -186,21 +211,29 @@ class DirectOms(OmsRuns):
                     "login/password of oms_default (and its oms-api-access membership)"
                 ) from None
 
-    def _page(self, filters: list[tuple[str, str, str]], offset: int,
-              limit: int) -> dict[str, Any]:
+    @property
+    def source_url(self) -> str:
+        return self.settings.api_url
+
+    def _page(self, resource: str, filters: list[tuple[str, str, str]], offset: int,
+              limit: int, options: QueryOptions) -> dict[str, Any]:
         if offset % limit:
             raise ValueError("omsapi pages are whole multiples of the page size")
 
         def send() -> requests.Response:
-            q = self.api.query("runs")  # reads runs/meta: may fail like any request
-            q.attrs(list(RUN_FIELDS))
+            q = self.api.query(resource)  # reads <resource>/meta: may fail like any request
+            if options.fields:
+                q.attrs(list(options.fields))
             for attribute, op, value in filters:
                 q.filter(attribute, value, op)
-            q.sort("run_number")
+            if options.sort:
+                q.sort(options.sort)
+            for key, value in options.custom:
+                q.custom(key, value)
             q.paginate(page=offset // limit + 1, per_page=limit)
             return q.data()
 
-        return self.retrier.call(send, _classify, "OMS runs query")
+        return self.retrier.call(send, _classify, f"OMS {resource} query")
 
 
 def _classify(r: requests.Response) -> Outcome[dict[str, Any]]:
@@ -211,7 +244,7 @@ def _classify(r: requests.Response) -> Outcome[dict[str, Any]]:
             return http.retry("answer not JSON (cut short?)")
     if r.status_code == 500:  # OMS answers forced 500s now and then (docs/reference/oms.md §5)
         return http.retry("HTTP 500")
-    return http.by_status(r, f"OMS runs query answered HTTP {r.status_code}: {_short(r.content)}")
+    return http.by_status(r, f"OMS query answered HTTP {r.status_code}: {_short(r.content)}")
 
 
 class DialsOmsProxy(OmsRuns):
@@ -222,12 +255,17 @@ class DialsOmsProxy(OmsRuns):
     def __init__(self, dials: DialsClient) -> None:
         self.dials = dials
 
-    def _page(self, filters: list[tuple[str, str, str]], offset: int,
-              limit: int) -> dict[str, Any]:
-        params: dict[str, Any] = {"endpoint": "runs"}
+    @property
+    def source_url(self) -> str:
+        return self.dials.settings.base_url.rstrip("/") + "/oms-proxy/"
+
+    def _page(self, resource: str, filters: list[tuple[str, str, str]], offset: int,
+              limit: int, options: QueryOptions) -> dict[str, Any]:
+        params: dict[str, Any] = {"endpoint": resource}
         params |= {f"filter[{attribute}][{op}]": value for attribute, op, value in filters}
         params |= {"page[offset]": offset, "page[limit]": limit}
-        body = self.dials.get_json("oms-proxy/", params, what="OMS runs via DIALS oms-proxy")
+        body = self.dials.get_json("oms-proxy/", params,
+                                   what=f"OMS {resource} via DIALS oms-proxy")
         if not isinstance(body, dict):
             raise ServiceError("DIALS oms-proxy answered something that is not an OMS page")
         return body

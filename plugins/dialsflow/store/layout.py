@@ -5,6 +5,7 @@
     OUTDIR/_locks/<workspace>/<dataset>/<ME>.lock          one writer per unit (locks)
     OUTDIR/_reports/<DAG run id>.json                      nightly completeness reports
     OUTDIR/_conditions/oms/run_<run>.parquet               per-LS OMS conditions of a run
+    OUTDIR/_manifest/_conditions/oms/run_<run>.json        what was written of them
     OUTDIR/_certification/files/<CAF file name>            the CAF JSONs used, as served
     OUTDIR/_certification/files/<CAF file name>.meta.json  where and when each was fetched
     OUTDIR/_certification/lumis.parquet                    per-LS golden/dcs flags
@@ -122,6 +123,19 @@ def conditions_dir(outdir: str | Path, source: str = "oms") -> Path:
 def conditions_file(outdir: str | Path, run: int, source: str = "oms") -> Path:
     """One run's per-LS conditions table."""
     return conditions_dir(outdir, source) / f"run_{int(run)}.parquet"
+
+
+def conditions_manifest_file(outdir: str | Path, run: int, source: str = "oms") -> Path:
+    """The manifest entry of one run's conditions table."""
+    return Path(outdir, MANIFEST_DIR, CONDITIONS_DIR, source, f"run_{int(run)}.json")
+
+
+def conditions_runs(outdir: str | Path, source: str = "oms") -> list[int]:
+    """Runs with a conditions table on disk, ascending."""
+    folder = conditions_dir(outdir, source)
+    if not folder.is_dir():
+        return []
+    return sorted(int(m[1]) for f in folder.iterdir() if (m := RUN_FILE.fullmatch(f.name)))
 
 
 def certification_dir(outdir: str | Path) -> Path:

@@ -264,14 +264,16 @@ def test_each_field_has_its_one_line(tmp_path, change, field, says):
 @pytest.mark.parametrize(("job", "field", "says"), [
     (good_job(schedule="daily", owner="me"), "(job)",
      "unknown key 'owner', 'schedule'; allowed: certification, completeness_tolerance, "
-     "datasets_file, description, export, max_runs_per_night, me_type, mes_file, name, oms, "
-     "output, stuck_after_hours, workspace"),
+     "conditions, datasets_file, description, export, max_runs_per_night, me_type, mes_file, "
+     "name, oms, output, stuck_after_hours, workspace"),
     (good_job(lookback_days=10), "(job)",
      "unknown key 'lookback_days'; allowed: certification, completeness_tolerance, "
-     "datasets_file, description, export, max_runs_per_night, me_type, mes_file, name, oms, "
-     "output, stuck_after_hours, workspace"),
+     "conditions, datasets_file, description, export, max_runs_per_night, me_type, mes_file, "
+     "name, oms, output, stuck_after_hours, workspace"),
     (good_job(certification={"cert_class": "Collisions24"}), "certification",
      "unknown key 'cert_class'; allowed: class, energy, kind"),
+    (good_job(conditions={"hlt_path": ["HLT_ZeroBias_v*"]}), "conditions",
+     "unknown key 'hlt_path'; allowed: datasets, enabled, hlt_paths"),
     (good_job(oms={"stable_beam": True, "lumi": 1}), "oms",
      "unknown key 'lumi'; allowed: components, min_recorded_lumi, stable_beam"),
 ])
