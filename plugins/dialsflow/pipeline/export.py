@@ -188,7 +188,12 @@ def _wanted(outdir: Path, key: UnitKey, runs: RunSelection | None) -> list[int]:
 
 
 def _writer_options(schema: pa.Schema) -> dict:
+    """As the run files (store/parquet.py `writer_options`): zstd, BYTE_STREAM_SPLIT for the
+    values of `data`, sorted by (run, LS)."""
+    nested = pa.types.is_list(schema.field("data").type.value_type)
+    values = "data.list.element.list.element" if nested else "data.list.element"
     return {"compression": "zstd", "use_dictionary": [n for n in schema.names if n != "data"],
+            "use_byte_stream_split": [values],
             "sorting_columns": [pq.SortingColumn(schema.get_field_index(c))
                                 for c in ("run_number", "ls_number")]}
 
