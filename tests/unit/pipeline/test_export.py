@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dialsflow
+from dialsflow.cli import main
 from dialsflow.config.connections import DialsSettings
 from dialsflow.config.runs import RunSelection
 from dialsflow.pipeline.export import dialstools_schema, exported_runs
@@ -28,9 +29,9 @@ from dialsflow.store.manifest import Manifest
 from ...clients import connection
 from ...pandas_env import run_with_pandas
 
-BIN = Path(sys.executable).parent
 ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
 CHARGE = "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1"
+DCC = "EcalBarrel/EBOccupancyTask/EBOT DCC entries"  # 1D, in the ecal workspace
 BPIX = ("PixelPhase1/Phase1_MechanicalView/PXBarrel/digi_occupancy_per_SignedModuleCoord_per_"
         "SignedLadderCoord_PXLayer_1")
 
@@ -52,19 +53,25 @@ print(json.dumps({"columns": list(df.columns), "runs": df['run_number'].tolist()
 """
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    return subprocess.run([str(BIN / "dialsflow"), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+@pytest.fixture
+def cli(capsys) -> Callable[..., SimpleNamespace]:
+    """`dialsflow ARGS` in this process (main() as the console script calls it)."""
+    def run(*args: str) -> SimpleNamespace:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+    return run
 
 
 def key(me: str) -> UnitKey:
-    return UnitKey("tracker", ZB, me)
+    return UnitKey("ecal" if me == DCC else "tracker", ZB, me)
 
 
 @pytest.fixture(scope="module")
 def tree(emulator, truth, tmp_path_factory) -> Path:
-    """Two runs of a 1D and a 2D ME fetched from the emulator, plus a conditions file."""
+    """Two runs of a 1D and a 2D tracker ME and of a 1D ECAL ME fetched from the emulator,
+    plus a conditions file."""
     ds = next(d for d in truth["datasets"] if d["dataset"] == ZB)
     runs = sorted(int(r) for r, v in ds["runs"].items() if v["in_dials"])[:2]
     out = tmp_path_factory.mktemp("tree")
@@ -72,6 +79,9 @@ def tree(emulator, truth, tmp_path_factory) -> Path:
     report = dialsflow.fetch(replace(settings, workspace="tracker"), [ZB],
                              [f"^{BPIX}$", f"^{CHARGE}$"], out, runs=RunSelection.of(runs))
     assert not report.failed and len(report.written) == 4
+    report = dialsflow.fetch(replace(settings, workspace="ecal"), [ZB], [f"^{DCC}$"], out,
+                             runs=RunSelection.of(runs))
+    assert not report.failed and len(report.written) == 2
     # a table beside the maps that the tree queries must not pick up
     path = conditions_file(out, runs[0])
     path.parent.mkdir(parents=True)
@@ -83,7 +93,7 @@ def source(out: Path, me: str) -> pa.Table:
     return pq.read_table(unit_dir(out, key(me)))
 
 
-def test_pixelae_loader_reads_the_export_unchanged(tree, tmp_path):
+def test_pixelae_loader_reads_the_export_unchanged(tree, tmp_path, cli):
     exports = tmp_path / "exports"
     r = cli("export", str(tree), "--dataset", ZB, "--me", BPIX, "--me", CHARGE, "--to",
             str(exports), "--format", "dialstools")
@@ -110,7 +120,7 @@ def test_pixelae_loader_reads_the_export_unchanged(tree, tmp_path):
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]
 
 
-def test_an_export_is_rewritten_only_when_the_unit_changed(tree, tmp_path):
+def test_an_export_is_rewritten_only_when_the_unit_changed(tree, tmp_path, cli):
     exports = tmp_path / "exports"
     args = ("export", str(tree), "--dataset", "ZeroBias", "--me", "charge_PXLayer_1$",
             "--to", str(exports))
@@ -129,7 +139,7 @@ def test_an_export_is_rewritten_only_when_the_unit_changed(tree, tmp_path):
     assert "written (1 runs" in r.stdout and exported_runs(path) == [run]
 
 
-def test_schema_v1_input_exports_the_same_file(tree, tmp_path):
+def test_schema_v1_input_exports_the_same_file(tree, tmp_path, cli):
     old = tmp_path / "old"
     shutil.copytree(tree, old)
     manifest = Manifest(old)
@@ -158,7 +168,8 @@ def test_schema_v1_input_exports_the_same_file(tree, tmp_path):
     (["--dataset", ZB, "--me", "charge_("], "ME 'charge_(' is neither a name on disk nor"),
     (["--dataset", ZB, "--runs", "1-2"], "nothing to export: no complete run in 1-2"),
 ])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tree, tmp_path, args, message):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tree, tmp_path, cli, args,
+                                                           message):
     r = cli("export", str(tree), *args, "--to", str(tmp_path / "exports"))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
@@ -166,11 +177,12 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tree, tmp_path, args
 
 
 def test_one_duckdb_and_one_polars_query_read_the_whole_tree(tree):
+    """Two workspaces, 1D and 2D MEs."""
     maps = f"{tree}/*/*/*/run_*.parquet"  # workspace/dataset/ME/run: not _manifest, _conditions
-    rows = duckdb.sql(f"SELECT me, count(*), sum(len(data)), min(y_bin) FROM read_parquet("
-                      f"'{maps}') GROUP BY me ORDER BY me").fetchall()
+    rows = duckdb.execute("SELECT me, count(*), sum(len(data)), min(y_bin) FROM read_parquet(?) "
+                          "GROUP BY me ORDER BY me", [maps]).fetchall()
     expected = []
-    for me in sorted((BPIX, CHARGE)):
+    for me in sorted((BPIX, CHARGE, DCC)):
         src = source(tree, me)
         expected.append((me, src.num_rows, len(src.column("data").combine_chunks().values),
                          26 if me == BPIX else None))
