@@ -98,13 +98,13 @@ def _build_world(profile_name: str, seed: int) -> World:
         MlModel(2, "model_charge_l1_ae_v0.onnx", "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1",
                 False, "tracker"),
     ]
-    oms_missing = oms_missing_ls(runs, run_cert, seed)
+    oms_missing = oms_missing_ls(runs, run_cert, dcs_ranges, seed)
     return World(
         profile=p, seed=seed, fills=fills, runs=runs, datasets=datasets, files=files,
         mes_by_workspace=mes, missing_ls=missing, cert_files=cert_files,
         held_back_runs=held_back, bad_runs=bad, ml_models=models, default_now=default_now,
         run_certification=run_cert, dcs_ranges=dcs_ranges, cert_class=CLASS,
-        oms_missing_ls=oms_missing, oms_null_ls=oms_null_ls(runs, oms_missing, seed),
+        oms_missing_ls=oms_missing, oms_null_ls=oms_null_ls(runs, oms_missing, dcs_ranges, seed),
     )
 
 

@@ -503,8 +503,8 @@ def _rows(oms: OMSAPI, resource: str, run: int, **filters: str) -> list[dict]:
 def test_golden_run_lacks_ls_rows_in_oms_that_dials_has(oms: OMSAPI, emulator: EmulatorProcess,
                                                         token: str, truth: dict):
     """A Golden run (so ingested by the nightly demo jobs) whose lumisections lack a stretch
-    of LS; hltpathrates and datasetrates lack the same LS; DIALS has maps of them; the run
-    record still counts them."""
+    of LS, outside its certified ranges; hltpathrates and datasetrates lack the same LS;
+    DIALS has maps of them; the run record still counts them."""
     planted = truth["planted"]["oms_missing_ls"]
     golden = {int(r) for r in truth["certification"]["golden_runs"]}
     number = min(int(r) for r in planted if int(r) in golden)
@@ -512,6 +512,9 @@ def test_golden_run_lacks_ls_rows_in_oms_that_dials_has(oms: OMSAPI, emulator: E
     gap = planted[str(number)]
     assert 1 <= len(gap) <= 3 and gap == list(range(gap[0], gap[-1] + 1))
     assert 1 < gap[0] and gap[-1] < run["n_ls"]
+    certified = {ls for lo, hi in truth["certification"]["golden_runs"][str(number)]
+                 for ls in range(lo, hi + 1)}
+    assert not certified & set(gap)  # an LS without OMS record is never certified
     served = [ls for ls in range(1, run["n_ls"] + 1) if ls not in gap]
 
     ls_rows = _rows(oms, "lumisections", number)
