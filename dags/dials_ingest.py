@@ -1,7 +1,8 @@
 """Nightly DIALS → parquet ingestion of newly certified runs: wiring only.
 
 load_config → discover → ingest (one mapped task per concrete dataset × ME, pool `dials_api`)
-→ completeness (always runs; fails the DAG run on our failures). The logic lives in
+and, beside it, conditions (per-LS OMS conditions of the runs) → completeness (always runs;
+fails the DAG run on our failures, a failed conditions task included). The logic lives in
 `dialsflow.airflow.tasks`; nothing here touches the network or reads more than the
 jobs file (for the output assets).
 
@@ -88,6 +89,15 @@ def dials_ingest() -> None:
         context["unit_label"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
         return tasks.ingest(unit, config)
 
+    @task
+    def conditions(config: dict) -> dict:
+        """Per-LS OMS conditions beside the maps; the plan is pulled as completeness pulls
+        it."""
+        from dialsflow.airflow import tasks
+
+        plan = get_current_context()["ti"].xcom_pull(task_ids="discover", key="plan")
+        return tasks.conditions(config, plan)
+
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=output_assets())
     def completeness(results: list[dict]) -> dict:
         """Runs whatever happened upstream; config and plan are pulled here (not passed as
@@ -103,7 +113,9 @@ def dials_ingest() -> None:
     config = load_config()
     units = discover(config)
     results = ingest.partial(config=config).expand(unit=units)
-    [config, units] >> completeness(results)
+    oms_conditions = conditions(config)
+    units >> oms_conditions
+    [config, units, oms_conditions] >> completeness(results)
 
 
 dials_ingest()

@@ -1,6 +1,8 @@
-"""`dialsflow` command line: fetch, check-lumis, plan, certification, connections.
+"""`dialsflow` command line: fetch, check-lumis, plan, certification, conditions,
+connections.
 
-Exit codes: 0 success; 1 some runs failed (fetch) or lumisections are missing (check-lumis);
+Exit codes: 0 success; 1 some runs failed (fetch, conditions; conditions also for a listed
+run OMS does not know) or lumisections are missing (check-lumis);
 2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
 """
 
@@ -102,6 +104,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--to", required=True, type=Path, help="folder of the exported files")
     e.add_argument("--format", default="dialstools", choices=["dialstools"],
                    help="file layout (dialstools: the seed scripts' files)")
+
+    co = sub.add_parser("conditions", help="write the per-LS OMS conditions of runs under "
+                                           "OUTDIR/_conditions/oms/ (oms_default connection)")
+    co.add_argument("-o", "--outputdir", required=True, type=Path, help="output directory")
+    co.add_argument("--runs", required=True, help="FIRST-LAST or a comma list")
+    co.add_argument("--hlt-path", action="append", default=None, dest="hlt_paths",
+                    metavar="P", help="HLT path or fnmatch pattern whose per-LS rate to keep "
+                                      "(repeat; default: HLT_ZeroBias_v*)")
+    co.add_argument("--dataset", action="append", default=None, dest="datasets",
+                    metavar="D", help="primary dataset whose per-LS rate to keep (repeat; "
+                                      "default: ZeroBias)")
+    co.add_argument("--force", action="store_true",
+                    help="rewrite tables already written with the same paths and datasets")
 
     sub.add_parser("connections",
                    help="show the connections read from AIRFLOW_CONN_* (secrets masked)")
@@ -282,6 +297,34 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conditions(args: argparse.Namespace) -> int:
+    from dialsflow.config.conditions import spec_of
+    from dialsflow.pipeline.conditions import write_conditions
+    from dialsflow.services.dials import DialsClient
+    from dialsflow.services.oms import oms_client
+    from dialsflow.store.layout import ensure_writable
+
+    runs = RunSelection.parse(args.runs)
+    assert runs is not None  # --runs is required
+    spec = spec_of(args.hlt_paths, args.datasets)
+    settings = OmsSettings.from_connection(_required("oms_default"))
+    with contextlib.ExitStack() as stack:
+        dials = None
+        if settings.via == "dials":
+            dials = stack.enter_context(DialsClient(
+                DialsSettings.from_connection(from_env("dials_default")).for_workspace(None)))
+        oms = stack.enter_context(oms_client(settings, dials))
+        ensure_writable(args.outputdir)  # after every input is known good: nothing written
+        report = write_conditions(oms, args.outputdir, runs, spec, force=args.force,
+                                  only_known=runs.listed is None)
+    print(f"dialsflow: conditions: {report.summary()}; output in {args.outputdir}")
+    for run in report.unknown:
+        print(f"dialsflow: OMS has no run {run}", file=sys.stderr)
+    for run, cause in report.failed.items():
+        print(f"dialsflow: failed: run {run}: {cause}", file=sys.stderr)
+    return 1 if report.failed or report.unknown else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
@@ -296,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_lumis(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "conditions":
+            return _conditions(args)
         if args.command == "export":
             return _export(args)
         if args.command == "certification":

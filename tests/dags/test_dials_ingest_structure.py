@@ -49,11 +49,15 @@ def test_parse_is_fast_and_offline():
 
 
 def test_shape(dag):
-    assert set(dag.task_dict) == {"load_config", "discover", "ingest", "completeness"}
+    assert set(dag.task_dict) == {"load_config", "discover", "ingest", "conditions",
+                                  "completeness"}
     assert dag.get_task("load_config").downstream_task_ids == {"discover", "ingest",
-                                                               "completeness"}
-    assert dag.get_task("discover").downstream_task_ids == {"ingest", "completeness"}
+                                                               "conditions", "completeness"}
+    assert dag.get_task("discover").downstream_task_ids == {"ingest", "conditions",
+                                                            "completeness"}
     assert dag.get_task("ingest").downstream_task_ids == {"completeness"}
+    # beside ingest, not after it; completeness runs whatever happened to it
+    assert dag.get_task("conditions").downstream_task_ids == {"completeness"}
     assert dag.leaves == [dag.get_task("completeness")]
 
 

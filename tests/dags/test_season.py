@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dialsflow.errors import DialsflowError
-from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.pipeline.verdict import WITHIN_TOLERANCE
+from dialsflow.store.layout import UnitKey, conditions_runs, run_file
 from dialsflow.store.manifest import Manifest
 from dialsflow_emulator.cli import connection_env
 from dialsflow_emulator.process import EmulatorProcess
@@ -80,6 +81,10 @@ def test_a_season_night_by_night(season):
                 results.append(None)
         for r in results:
             written.update(r["written"] if r else ())
+        try:  # beside ingest in the DAG; its failure fails completeness
+            tasks.conditions(config, plan)
+        except DialsflowError as exc:
+            verdicts[f"conditions failed: {exc}"[:60]] += 1
         try:
             out = tasks.completeness(config, plan, results)
             verdicts.update(v["verdict"] for v in out.values())
@@ -109,6 +114,11 @@ def test_a_season_night_by_night(season):
         dials = [n for a, b in ds[str(run)]["dials_ls"] for n in range(a, b + 1)]
         if not entry.upstream_stuck:
             assert sorted(ls) == dials, run
+
+    # every ingested run has its per-LS conditions, written once (ended runs only)
+    assert set(conditions_runs(season.out)) == on_disk
+    assert all(verdict in ("complete", WITHIN_TOLERANCE) or verdict.startswith("complete")
+               for verdict in verdicts), verdicts
 
     # every other run of the world has a status and a reason in the last night's plan
     notes = plan["plans"][0]

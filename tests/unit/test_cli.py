@@ -80,3 +80,20 @@ def test_plan_at_must_be_an_iso_time(capsys):
         main(["plan", "--at", "yesterday"])
     assert info.value.code == 2
     assert "not an ISO 8601 time: 'yesterday'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--runs", "5-3"], "--runs '5-3': give FIRST-LAST"),
+    (["--runs", "379412", "--hlt-path", "HLT ZeroBias"], "--hlt-path 'HLT ZeroBias': not an"),
+    (["--runs", "379412", "--dataset", "ZeroBias", "--dataset", "ZeroBias"],
+     "--dataset: 'ZeroBias' is listed twice"),
+    (["--runs", "379412"], "connection oms_default is not set"),
+])
+def test_bad_conditions_input_exits_2_and_writes_nothing(monkeypatch, tmp_path, capsys, args,
+                                                         says):
+    monkeypatch.delenv("AIRFLOW_CONN_OMS_DEFAULT", raising=False)
+    out = tmp_path / "out"
+    assert main(["conditions", "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dialsflow: error: ") and says in err and len(err.splitlines()) == 1
+    assert not out.exists()

@@ -24,12 +24,19 @@ from dialsflow.config.connections import (
 )
 from dialsflow.config.jobs import Job, select_jobs
 from dialsflow.config.runs import RunSelection
-from dialsflow.errors import CompletenessFailed, InputError, UnitFailed
+from dialsflow.errors import CompletenessFailed, ConditionsFailed, InputError, UnitFailed
 from dialsflow.pipeline.completeness import check_units
+from dialsflow.pipeline.conditions import (
+    ConditionsCheck,
+    check_conditions,
+    runs_lacking_conditions,
+    write_conditions,
+)
 from dialsflow.pipeline.discovery import JobPlan, plan_job
 from dialsflow.pipeline.ingest import ingest_units, runs_to_do
 from dialsflow.pipeline.preflight import preflight
-from dialsflow.pipeline.verdict import Verdict, judge, report_document
+from dialsflow.pipeline.units import Unit
+from dialsflow.pipeline.verdict import Verdict, conditions_section, judge, report_document
 from dialsflow.services.caf import CafClient
 from dialsflow.services.dbs import DbsClient
 from dialsflow.services.dials import DialsClient
@@ -179,6 +186,57 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
                         sum(r.file_bytes for r in report.written)).to_json()
 
 
+# ---- conditions -----------------------------------------------------------------------------
+
+
+def conditions(config_json: dict[str, Any], plan_json: dict[str, Any]) -> dict[str, Any]:
+    """Per job with conditions enabled, write the per-LS OMS conditions of the runs due
+    tonight (rewritten when the night is forced) and of every run with maps on disk but no
+    table yet (a failed night resumes); raise naming the runs that failed."""
+    config, night = RunConfig.from_json(config_json), NightPlan.from_json(plan_json)
+    oms_settings = OmsSettings.from_connection(from_airflow("oms_default"))
+    done: dict[str, Any] = {}
+    failed: list[str] = []
+    for job in select_jobs(list(config.jobs)):
+        if not job.conditions.enabled:
+            continue
+        tonight = sorted({r for t in night.units if t.job == job.name for r in t.unit.runs})
+        ensure_writable(job.output)
+        resumed = sorted(set(runs_lacking_conditions(job.output)) - set(tonight))
+        with _dials_client(job.workspace) as dials, oms_client(oms_settings, dials) as oms:
+            reports = [write_conditions(oms, job.output, tonight, job.conditions,
+                                        force=config.force),
+                       write_conditions(oms, job.output, resumed, job.conditions)]
+        log.info("dialsflow: conditions of job %s, tonight's %d runs: %s; %d earlier runs "
+                 "without a table: %s", job.name, len(tonight), reports[0].summary(),
+                 len(resumed), reports[1].summary())
+        done[job.name] = {"written": [e.run for r in reports for e in r.written],
+                          "ongoing": [n for r in reports for n in r.ongoing],
+                          "failed": {str(n): c for r in reports for n, c in r.failed.items()}}
+        failed += [f"job {job.name} run {n}: {c}" for r in reports for n, c in r.failed.items()]
+        failed += [f"job {job.name} run {n}: OMS has no such run"
+                   for r in reports for n in r.unknown]
+    if failed:
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise ConditionsFailed(f"conditions of {len(failed)} runs could not be written: "
+                               f"{'; '.join(failed[:3])}{more}")
+    return done
+
+
+def _conditions_checks(job: Job, units: list[Unit]) -> tuple[list[ConditionsCheck], list[int]]:
+    """Tonight's runs: map LS (the manifest's) against the conditions tables; and every run
+    with maps on disk still without a table."""
+    if not job.conditions.enabled:
+        return [], []
+    manifest = Manifest(job.output)
+    maps: dict[int, set[int]] = {}
+    for unit in units:
+        for run in unit.runs:
+            entry = manifest.get(unit.key, run)
+            maps.setdefault(run, set()).update(entry.ls_numbers if entry else ())
+    return check_conditions(job.output, maps), runs_lacking_conditions(job.output)
+
+
 # ---- completeness -------------------------------------------------------------------------
 
 
@@ -231,14 +289,18 @@ def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[Inge
     notes = night.job_notes(job.name)
     explained = {(item["dataset"], item["run"])
                  for item in [*notes.get("stuck", []), *notes.get("failed_upstream", [])]}
+    checks, lacking = _conditions_checks(job, mine)
+    unwritten = sorted({c.run for c in checks if not c.written} | set(lacking))
     verdict = Verdict(judge(report, [u.key for u in failed], job.completeness_tolerance,
-                            test=config.test, explained=explained), report, explained)
+                            test=config.test, explained=explained,
+                            unwritten_conditions=unwritten), report, explained)
     document = report_document(
         job=job.name, tolerance=job.completeness_tolerance,
         night={"run_id": config.run_id, "window": list(config.window), "runs": config.runs,
                "force": config.force, "test": config.test},
         verdict=verdict, failed_units=[(u.key, u.runs) for u in failed],
-        ingested=[r.to_json() for r in ingested], notes=notes)
+        ingested=[r.to_json() for r in ingested], notes=notes,
+        conditions=conditions_section(job.conditions, checks, unwritten))
     path = write_report(job.output, config.run_id, document)
     log.info("dialsflow: report written to %s", path)
     return verdict, str(path)

@@ -6,7 +6,8 @@ what DIALS has, units whose ingestion failed) always fail it; upstream gaps (DBS
 that DIALS lacks) fail it only beyond the job's tolerance, unless DIALS itself says why
 (a file it failed for good, or one stuck upstream: discovery saw them in DIALS' file index,
 so they are reported, not failures of the night); in test mode truncated output is
-expected, so only failed units count.
+expected, so only failed units count. Runs whose per-LS OMS conditions could not be written
+fail it too; LS with a map but no OMS row are OMS' gap, reported in the "conditions" section.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from dialsflow.config.conditions import ConditionsSpec
 from dialsflow.pipeline.completeness import CompletenessReport
+from dialsflow.pipeline.conditions import ConditionsCheck
 from dialsflow.store.layout import UnitKey
 
 COMPLETE = "complete"
@@ -26,11 +29,15 @@ WITH_UPSTREAM_GAPS = ("complete with upstream gaps DIALS reports (files it faile
 
 def judge(report: CompletenessReport | None, failed_units: Iterable[UnitKey],
           tolerance: float, *, test: bool = False,
-          explained: Collection[tuple[str, int]] = ()) -> list[str]:
+          explained: Collection[tuple[str, int]] = (),
+          unwritten_conditions: Iterable[int] = ()) -> list[str]:
     """Why the job fails (empty: it does not). `explained`: (dataset, run) whose upstream
-    gap DIALS' file index accounts for."""
+    gap DIALS' file index accounts for; `unwritten_conditions`: runs that should have a
+    conditions table and have none."""
     failures = [f"ingestion failed for {key.dataset} × {key.me} (see its mapped task log)"
                 for key in failed_units]
+    failures += [f"run {run}: no per-LS OMS conditions table (see the conditions task log)"
+                 for run in unwritten_conditions]
     if report is None or test:
         return failures
     for c in report.checks:
@@ -72,14 +79,27 @@ class Verdict:
         return "; ".join(self.failures[:n]) + more
 
 
+def conditions_section(spec: ConditionsSpec, checks: Iterable[ConditionsCheck],
+                       unwritten: Iterable[int]) -> dict[str, Any]:
+    """The report's "conditions": per run due tonight with something to say, the LS that
+    have a map but no OMS row; runs without a table (tonight's or earlier ones)."""
+    checks = list(checks)
+    return {"enabled": spec.enabled, "spec": spec.to_json() if spec.enabled else None,
+            "runs_checked": len(checks), "not_written": list(unwritten),
+            "map_ls_without_oms_row": sum(len(c.without_oms_row) for c in checks),
+            "runs": [c.to_json() for c in checks if c.without_oms_row or not c.written]}
+
+
 def report_document(*, job: str, tolerance: float, night: dict[str, Any], verdict: Verdict,
                     failed_units: Iterable[tuple[UnitKey, tuple[int, ...]]],
                     ingested: list[dict[str, Any]],
-                    notes: dict[str, Any]) -> dict[str, Any]:
+                    notes: dict[str, Any],
+                    conditions: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report of a job's night: the run's settings (`night`: run_id, window, runs,
     force, test), the verdict, what was ingested, what failed, discovery's notes
     (certification in force, counts per status, every run not complete with its reason,
-    runs stuck upstream, runs deferred by the budget) and the completeness sets."""
+    runs stuck upstream, runs deferred by the budget), the completeness sets and the
+    per-LS conditions section (`conditions_section`)."""
     return {
         "job": job, **night,
         "verdict": verdict.text, "failures": verdict.failures, "tolerance": tolerance,
@@ -92,4 +112,5 @@ def report_document(*, job: str, tolerance: float, night: dict[str, Any], verdic
                  "failed_upstream": notes.get("failed_upstream", []),
                  "deferred": notes.get("deferred", 0)},
         "completeness": verdict.report.to_json() if verdict.report is not None else None,
+        "conditions": conditions,
     }

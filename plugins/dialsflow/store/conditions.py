@@ -47,7 +47,7 @@ BASE = pa.schema([
     ("physics_flag", pa.bool_()), ("beams_stable", pa.bool_()), ("cms_active", pa.bool_()),
     ("prescale_index", pa.int64()), ("prescale_name", pa.string()),
 ])
-SORTING = ("ls_number",)
+SORTING = ("run_number", "ls_number")  # one run per file: sorted by both
 
 
 @dataclass(frozen=True)
