@@ -22,7 +22,7 @@ from dialsflow.config.jobs import Job
 from dialsflow.errors import InputError
 from dialsflow.services.caf import KIND_PATTERNS, CafClient, Certification
 from dialsflow.store import certification as store
-from dialsflow.store.layout import units_on_disk
+from dialsflow.store.layout import ensure_writable, units_on_disk
 from dialsflow.store.manifest import Manifest
 from dialsflow.times import iso, now_iso
 
@@ -148,5 +148,7 @@ def refresh_from_caf(outdir: Path, base: CafSettings, energy: str) -> Certificat
 
 
 def refresh_job_certification(job: Job, caf_base: CafSettings | None) -> CertificationRefresh:
-    """The nightly step for one job: its class's Golden and its energy's DCS-only JSON."""
+    """The nightly step for one job: its class's Golden and its energy's DCS-only JSON. A job
+    with no output yet gets its root, the files in force and an empty table."""
+    ensure_writable(job.output)
     return refresh_from_caf(job.output, job.caf_settings(caf_base), job.certification.energy)

@@ -4,7 +4,6 @@ per-LS flags, idempotent refreshes, a newer release rewriting the table and neve
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -17,9 +16,15 @@ import pytest
 import requests
 
 import dialsflow
+from dialsflow.cli import main
 from dialsflow.config.connections import CafSettings, DialsSettings
+from dialsflow.config.jobs import CertificationChoice, Job, OmsFilters
 from dialsflow.config.runs import RunSelection
-from dialsflow.pipeline.certification import refresh_certification, refresh_from_caf
+from dialsflow.pipeline.certification import (
+    refresh_certification,
+    refresh_from_caf,
+    refresh_job_certification,
+)
 from dialsflow.store.certification import files_in_force, read_table
 from dialsflow.store.layout import UnitKey, certification_file, certification_table
 from dialsflow.store.manifest import Manifest
@@ -29,7 +34,6 @@ from dialsflow_emulator.world import build_world, utc
 
 from ...clients import caf_client, connection
 from .test_ingest import ZB, runs_in_dials
-from .test_ingest import dialsflow as run_cli
 
 CHARGE = "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1"
 
@@ -134,24 +138,36 @@ def test_refresh_keeps_exact_bytes_flags_every_ls_and_is_idempotent(emulator, tr
     assert pq.ParquetFile(certification_table(out)).metadata.row_group(0).sorting_columns
 
 
-def test_cli_refreshes_from_caf_default_and_refuses_bad_input(emulator, maps, tmp_path):
+def test_cli_refreshes_from_caf_default_and_refuses_bad_input(emulator, maps, tmp_path,
+                                                              monkeypatch, capsys):
     out, _ = maps
-    env = {**os.environ,
-           "AIRFLOW_CONN_CAF_DEFAULT": orjson.dumps(emulator.connections()["caf_default"]).decode()}
-    r = run_cli(["certification", "-o", str(out), "--class", "Collisions24"], env)
-    assert r.returncode == 0, r.stderr
-    assert "LS of 4 runs" in r.stdout
+    monkeypatch.setenv("AIRFLOW_CONN_CAF_DEFAULT",
+                       orjson.dumps(emulator.connections()["caf_default"]).decode())
+    assert main(["certification", "-o", str(out), "--class", "Collisions24"]) == 0
+    assert "LS of 4 runs" in capsys.readouterr().out
     for args, message in (
             (["-o", str(tmp_path / "nothing")], "does not exist"),
             (["-o", str(tmp_path), "--energy", "13.6 TeV"], "--energy '13.6 TeV'"),
             (["-o", str(tmp_path), "--class", "../x"], "--class '../x'"),
             (["-o", str(tmp_path), "--class", "Collisions99"], "no such class")):
-        r = run_cli(["certification", *args], env)
-        assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr)
-        assert message in r.stderr, (args, r.stderr)
+        assert main(["certification", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_refresh_from_caf_needs_an_output_directory(emulator, tmp_path):
     with pytest.raises(dialsflow.InputError, match="does not exist"):
         refresh_from_caf(tmp_path / "missing", _caf_base(emulator), "13p6TeV")
+
+
+def test_the_nightly_step_starts_a_new_output_root(emulator, tmp_path):
+    job = Job(name="j", workspace="tracker", datasets_file=tmp_path / "d.json",
+              mes_file=tmp_path / "m.json", dataset_patterns=(ZB,), me_patterns=(CHARGE,),
+              me_type="auto", output=tmp_path / "new", certification=CertificationChoice(),
+              oms=OmsFilters(), completeness_tolerance=0.0)
+    result = refresh_job_certification(job, _caf_base(emulator))
+    golden, dcs = _certs(emulator)
+    assert result.rows == 0 and result.table_written
+    assert sorted(result.kept) == sorted(golden.names + dcs.names)
+    assert read_table(job.output).num_rows == 0
