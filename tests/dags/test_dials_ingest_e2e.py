@@ -18,7 +18,8 @@ import pytest
 
 from dialsflow.config.jobs import load_jobs
 from dialsflow.pipeline.verdict import WITH_UPSTREAM_GAPS
-from dialsflow.store.layout import UnitKey, run_file
+from dialsflow.store import conditions
+from dialsflow.store.layout import UnitKey, conditions_file, run_file
 from dialsflow.store.manifest import Manifest, RunEntry
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.world import build_world, utc
@@ -93,6 +94,27 @@ def latest_report(job) -> dict:
     return orjson.loads(reports[-1].read_bytes())
 
 
+def conditions_cover_maps(job, truth: dict) -> int:
+    """Every ingested run has its conditions table; the LS of its maps without an OMS row
+    are exactly the twin's planted gaps, each in a night's report. Returns how many."""
+    missing = truth["planted"]["oms_missing_ls"]
+    reported: dict[int, set[int]] = {}
+    for path in (job.output / "_reports").glob("*.json"):
+        for r in orjson.loads(path.read_bytes())["conditions"]["runs"]:
+            reported.setdefault(r["run"], set()).update(
+                n for a, b in r["map_ls_without_oms_row"] for n in range(a, b + 1))
+    gaps = 0
+    for (_, run), e in entries(job).items():
+        written = conditions.entry(job.output, run)
+        assert written is not None and conditions_file(job.output, run).stat().st_size == \
+            written.bytes, run
+        gap = set(e.ls_numbers) - written.ls_numbers
+        assert gap == set(missing.get(str(run), ())) & set(e.ls_numbers), run
+        assert gap <= reported.get(run, set()), run
+        gaps += len(gap)
+    return gaps
+
+
 def run_dag(airflow: LocalAirflow, logical: str, conf: dict | None = None):
     out = airflow.dags_test(logical, conf)
     return out, out.stdout + out.stderr
@@ -139,6 +161,11 @@ def test_night1_ingests_exactly_the_due_runs_through_faults(airflow, emu, job):
     assert gaps[(BPIX, stuck["run"])] == [[stuck["rows_ls"][1] + 1, stuck["ls"][1]]]
     assert all(r["counts"]["ours"] == 0 for u in report["completeness"]["units"]
                for r in u["runs"])
+    # conditions beside the maps, through the same faults; OMS' gaps reported, not failures
+    assert report["conditions"]["runs_checked"] == len(due)
+    assert report["conditions"]["not_written"] == []
+    assert conditions_cover_maps(job, truth) == 2 * report["conditions"][
+        "map_ls_without_oms_row"] > 0
 
 
 def test_night2_takes_the_next_release_and_nothing_twice(airflow, emu, job):
@@ -152,6 +179,7 @@ def test_night2_takes_the_next_release_and_nothing_twice(airflow, emu, job):
     assert set(after) - set(before) == {(me, run) for me in (CHARGE, BPIX)
                                         for run in due - {run for _, run in before}}
     assert all(after[k] == before[k] for k in before)  # untouched: same time, same checksum
+    conditions_cover_maps(job, emu.truth())
 
 
 def test_a_damaged_file_is_fetched_again(airflow, emu, job):
