@@ -44,8 +44,13 @@ from dialsflow.store.layout import (
 
 CERTIFIED = ("golden", "dcs")
 KEY_COLUMNS = ("run_number", "ls_number", "entries")
-#: Bytes of decoded `data` per batch while filling the output.
-BATCH_BYTES = 32 << 20
+#: Decoded `data` per batch while filling the output: about one row group as ingest writes
+#: them. Larger batches span row groups and cost peak memory for no speed (~100 MB more per
+#: reading thread at 32 MB on EB 360×170, docs/benchmarks.md).
+BATCH_BYTES = 4 << 20
+#: Run files decoded at once: each holds about one batch, so memory stays the result's plus
+#: a few MB per thread.
+MAX_THREADS = 8
 _LS_BITS = 24  # (run, ls) → one int64 key; LS numbers stay far below 2**24
 
 
@@ -348,7 +353,7 @@ def _fill(out: np.ndarray, f: _File, start: int) -> None:
 def _load(scan: _Scan, threads: int | None = None) -> np.ndarray:
     out = np.empty((len(scan.run), *scan.shape), dtype=np.float64)
     jobs = scan.files()
-    workers = min(len(jobs), threads or os.cpu_count() or 1)
+    workers = min(len(jobs), threads or len(os.sched_getaffinity(0)), MAX_THREADS)
     if workers <= 1:
         for f, start in jobs:
             _fill(out, f, start)
