@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from dialsflow.errors import CompletenessFailed, ServiceError
+from dialsflow.errors import CompletenessFailed, ConditionsFailed
 from dialsflow.store.layout import conditions_runs
 from dialsflow_emulator.cli import connection_env
 from dialsflow_emulator.process import EmulatorProcess
@@ -59,7 +59,7 @@ def test_a_failed_conditions_task_fails_the_night_and_the_next_one_resumes(world
     with monkeypatch.context() as broken:  # OMS refuses our credentials tonight
         broken.setenv("AIRFLOW_CONN_OMS_DEFAULT",
                       orjson.dumps({**oms, "password": "wrong"}).decode())
-        with pytest.raises(ServiceError, match="refused the client credentials"):
+        with pytest.raises(ConditionsFailed, match=r"job zb: .* refused the client credentials"):
             tasks.conditions(config, plan)
     with pytest.raises(CompletenessFailed) as info:
         tasks.completeness(config, plan, results)

@@ -24,10 +24,17 @@ from dialsflow.config.connections import (
 )
 from dialsflow.config.jobs import Job, select_jobs
 from dialsflow.config.runs import RunSelection
-from dialsflow.errors import CompletenessFailed, ConditionsFailed, InputError, UnitFailed
+from dialsflow.errors import (
+    CompletenessFailed,
+    ConditionsFailed,
+    DialsflowError,
+    InputError,
+    UnitFailed,
+)
 from dialsflow.pipeline.completeness import check_units
 from dialsflow.pipeline.conditions import (
     ConditionsCheck,
+    ConditionsReport,
     check_conditions,
     runs_lacking_conditions,
     write_conditions,
@@ -201,15 +208,12 @@ def conditions(config_json: dict[str, Any], plan_json: dict[str, Any]) -> dict[s
         if not job.conditions.enabled:
             continue
         tonight = sorted({r for t in night.units if t.job == job.name for r in t.unit.runs})
-        ensure_writable(job.output)
-        resumed = sorted(set(runs_lacking_conditions(job.output)) - set(tonight))
-        with _dials_client(job.workspace) as dials, oms_client(oms_settings, dials) as oms:
-            reports = [write_conditions(oms, job.output, tonight, job.conditions,
-                                        force=config.force),
-                       write_conditions(oms, job.output, resumed, job.conditions)]
-        log.info("dialsflow: conditions of job %s, tonight's %d runs: %s; %d earlier runs "
-                 "without a table: %s", job.name, len(tonight), reports[0].summary(),
-                 len(resumed), reports[1].summary())
+        try:
+            reports = _write_job_conditions(job, tonight, oms_settings, config.force)
+        except DialsflowError as exc:  # no OMS client, unwritable output: the next job goes on
+            log.error("dialsflow: conditions of job %s: %s", job.name, exc)
+            failed.append(f"job {job.name}: {exc}")
+            continue
         done[job.name] = {"written": [e.run for r in reports for e in r.written],
                           "ongoing": [n for r in reports for n in r.ongoing],
                           "failed": {str(n): c for r in reports for n, c in r.failed.items()}}
@@ -221,6 +225,24 @@ def conditions(config_json: dict[str, Any], plan_json: dict[str, Any]) -> dict[s
         raise ConditionsFailed(f"conditions of {len(failed)} runs could not be written: "
                                f"{'; '.join(failed[:3])}{more}")
     return done
+
+
+def _write_job_conditions(job: Job, tonight: list[int], oms_settings: OmsSettings,
+                          force: bool) -> list[ConditionsReport]:
+    """Tonight's runs (rewritten when forced), then earlier runs with maps and no table."""
+    ensure_writable(job.output)
+    resumed = sorted(set(runs_lacking_conditions(job.output)) - set(tonight))
+    with contextlib.ExitStack() as stack:
+        # DIALS only when OMS is reached through it: a DIALS outage leaves direct OMS be
+        dials = stack.enter_context(_dials_client(job.workspace)) \
+            if oms_settings.via == "dials" else None
+        oms = stack.enter_context(oms_client(oms_settings, dials))
+        reports = [write_conditions(oms, job.output, tonight, job.conditions, force=force),
+                   write_conditions(oms, job.output, resumed, job.conditions)]
+    log.info("dialsflow: conditions of job %s, tonight's %d runs: %s; %d earlier runs without "
+             "a table: %s", job.name, len(tonight), reports[0].summary(), len(resumed),
+             reports[1].summary())
+    return reports
 
 
 def _conditions_checks(job: Job, units: list[Unit]) -> tuple[list[ConditionsCheck], list[int]]:
