@@ -292,3 +292,7 @@ def test_every_bad_input_is_one_clear_line(tree, tmp_path):
                                               "fill_number, pileup")
     with unknown:
         dialsflow.read(out, ZB, CHARGE, where=pc.field("pu") > 25)
+    # without conditions on disk, `where` still takes the key columns and entries
+    assert len(dialsflow.read(bare, ZB, CHARGE, where=pc.field("ls_number") > 1)) > 0
+    with pytest.raises(InputError, match=r"columns: run_number, ls_number, entries$"):
+        dialsflow.read(bare, ZB, CHARGE, where=pc.field("pileup") > 25)
