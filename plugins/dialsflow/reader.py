@@ -16,6 +16,7 @@ files (double bins, list<list<double>> 2D data) read the same. No pandas needed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +35,11 @@ from dialsflow.errors import InputError
 from dialsflow.store.layout import (
     RUN_FILE,
     UnitKey,
+    UnsafeNameError,
     certification_table,
     conditions_dir,
     conditions_file,
+    decode_name,
     parquet_runs,
     run_file,
     units_on_disk,
@@ -94,12 +97,34 @@ def _run_selection(runs: Any) -> RunSelection | None:
 
 # --- finding the files -------------------------------------------------------------------
 
+def _direct_hits(outdir: Path, dataset: str, me: str, workspace: str | None
+                 ) -> list[UnitKey]:
+    """The workspaces with run files of dataset × ME, without walking the whole tree."""
+    if workspace is not None:
+        names = [workspace]
+    else:
+        names = []
+        for p in outdir.iterdir():
+            if p.is_dir() and not p.name.startswith(("_", ".")):
+                with contextlib.suppress(UnsafeNameError):
+                    names.append(decode_name(p.name))
+    hits = []
+    for ws in sorted(names):
+        with contextlib.suppress(UnsafeNameError):
+            if parquet_runs(outdir, key := UnitKey(ws, dataset, me)):
+                hits.append(key)
+    return hits
+
+
 def find_unit(outdir: Path, dataset: str, me: str, workspace: str | None) -> UnitKey:
     """The one workspace holding dataset × ME under OUTDIR; errors list what exists."""
     if not outdir.is_dir():
         raise InputError(f"output directory {outdir} does not exist: give the -o of "
                          "dialsflow fetch (or a job's output)")
-    units = units_on_disk(outdir)
+    hits = _direct_hits(outdir, dataset, me, workspace)
+    if len(hits) == 1:
+        return hits[0]
+    units = units_on_disk(outdir)  # only to explain what is wrong
     if workspace is not None:
         units = [u for u in units if u.workspace == workspace]
         if not units:
@@ -179,8 +204,9 @@ def _scan(outdir: Path, unit: UnitKey, runs: RunSelection | None) -> _Scan:
     chosen = [r for r in all_runs if runs is None or r in runs]
     paths = [run_file(outdir, unit, r) for r in chosen]
     parts, versions, shape = [], [], None
-    for i, path in enumerate(paths):
-        small, version, file_shape = _read_keys(path)
+    with ThreadPoolExecutor(min(MAX_THREADS, len(os.sched_getaffinity(0)))) as pool:
+        keys = list(pool.map(_read_keys, paths))
+    for i, (small, version, file_shape) in enumerate(keys):
         versions.append(version)
         if file_shape and shape is None:
             shape = file_shape
