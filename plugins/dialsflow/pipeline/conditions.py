@@ -131,7 +131,7 @@ def check_conditions(outdir: Path, maps: Mapping[int, Iterable[int]]) -> list[Co
     """Per run (ascending), its map LS (`maps`) against its table's manifest entry."""
     checks = []
     for run in sorted(maps):
-        found = store.entry(outdir, run) if store.has_table(outdir, run) else None
+        found = store.table_entry(outdir, run)
         checks.append(ConditionsCheck(run, frozenset(maps[run]),
                                       None if found is None else frozenset(found.ls_numbers)))
     return checks

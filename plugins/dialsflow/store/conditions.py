@@ -159,16 +159,18 @@ def entry(outdir: Path, run: int) -> ConditionsEntry | None:
         return None
 
 
-def has_table(outdir: Path, run: int) -> bool:
-    """The run's table is on disk as its entry records it (whatever its spec)."""
+def table_entry(outdir: Path, run: int) -> ConditionsEntry | None:
+    """The run's entry when its table is on disk as the entry records it (whatever its
+    spec); None when either is missing or they disagree."""
     found = entry(outdir, run)
     try:
-        return found is not None and conditions_file(outdir, run).stat().st_size == found.bytes
+        size = conditions_file(outdir, run).stat().st_size
     except FileNotFoundError:
-        return False
+        return None
+    return found if found is not None and size == found.bytes else None
 
 
 def current(outdir: Path, run: int, spec: ConditionsSpec) -> bool:
     """The run's table is there, as its entry records it, written with this spec."""
-    found = entry(outdir, run)
-    return found is not None and found.spec == spec.to_json() and has_table(outdir, run)
+    found = table_entry(outdir, run)
+    return found is not None and found.spec == spec.to_json()
