@@ -8,10 +8,11 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 from dialsflow.errors import CompletenessFailed, ConditionsFailed
-from dialsflow.store.layout import conditions_runs
+from dialsflow.store.layout import conditions_file, conditions_runs
 from dialsflow_emulator.cli import connection_env
 from dialsflow_emulator.process import EmulatorProcess
 from dialsflow_emulator.world import build_world
@@ -76,3 +77,13 @@ def test_a_failed_conditions_task_fails_the_night_and_the_next_one_resumes(world
     done = tasks.conditions(config, plan)
     assert done["zb"]["written"] == due and conditions_runs(world.out) == due
     assert tasks.completeness(config, plan, [])["zb"]["verdict"].startswith("complete")
+
+    # a table that no longer matches its entry fails the night, and is written again
+    victim = conditions_file(world.out, due[0])
+    victim.write_bytes(victim.read_bytes()[:-10])
+    config = tasks.load_config(context(later + timedelta(hours=1), "night3"))
+    plan = tasks.discover(config)
+    with pytest.raises(CompletenessFailed, match=f"run {due[0]}: no per-LS OMS conditions"):
+        tasks.completeness(config, plan, [])
+    assert tasks.conditions(config, plan)["zb"]["written"] == [due[0]]
+    assert pq.read_table(victim).num_rows > 0

@@ -7,7 +7,8 @@ OMS says the run is ongoing (its LS are still coming), otherwise fetched
 fails is reported with its cause and the others go on; `force` rewrites current tables.
 
 `check_conditions` compares a night's map LS with the tables for the completeness report;
-`runs_lacking_conditions` is what a night resumes (runs with maps and no table yet).
+`runs_lacking_conditions` is what a night resumes (runs with maps and no table, or one that
+no longer matches its entry).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dialsflow.services import oms_conditions as ls
 from dialsflow.services.oms import OmsRuns
 from dialsflow.store import conditions as store
 from dialsflow.store.conditions import ConditionsEntry, Rates
-from dialsflow.store.layout import conditions_runs, parquet_runs, units_on_disk
+from dialsflow.store.layout import parquet_runs, units_on_disk
 
 log = logging.getLogger("dialsflow")
 
@@ -138,7 +139,8 @@ def check_conditions(outdir: Path, maps: Mapping[int, Iterable[int]]) -> list[Co
 
 
 def runs_lacking_conditions(outdir: Path) -> list[int]:
-    """Runs with a map file on disk but no conditions table (what a resumed night writes)."""
+    """Runs with a map file on disk but no usable conditions table (none, or not the file
+    its entry records): what a resumed night writes."""
     with_maps = {run for key in units_on_disk(outdir) for run in parquet_runs(outdir, key)} \
         if outdir.is_dir() else set()
-    return sorted(with_maps - set(conditions_runs(outdir)))
+    return sorted(run for run in with_maps if store.table_entry(outdir, run) is None)

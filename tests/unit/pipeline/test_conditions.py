@@ -177,7 +177,7 @@ def test_map_ls_without_an_oms_row_are_reported(emulator, truth, runs, tmp_path)
     assert check.written and sorted(check.without_oms_row) == \
         truth["planted"]["oms_missing_ls"][str(run)]
     assert check.to_json()["map_ls_without_oms_row"]
-    assert runs_lacking_conditions(tmp_path) == []
+    assert runs_lacking_conditions(tmp_path) == []  # no maps under tmp_path
 
 
 @pytest.fixture(scope="module")
