@@ -189,6 +189,21 @@ def test_iter_batches_stream_the_same_maps(tree):
     assert len(again) == 1 and np.array_equal(again[0].values, m.values)
 
 
+def test_large_row_groups_are_read_in_batches(tree, monkeypatch):
+    """Row groups larger than GROUP_BYTES stream in batches of about BATCH_BYTES; the
+    maps, and a selection within them, are the same."""
+    out, _ = tree
+    every = dialsflow.read(out, ZB, BPIX)
+    holes = ~pc.field("ls_number").isin([2, 5, 9, 10])
+    some = dialsflow.read(out, ZB, BPIX, where=holes)
+    assert 3 < len(some) < len(every)
+    expected = every.values, some.values  # loaded now, whole row groups at once
+    monkeypatch.setattr(dialsflow.reader, "GROUP_BYTES", 0)
+    monkeypatch.setattr(dialsflow.reader, "BATCH_BYTES", 3 * 26 * 72 * 8)  # 3 maps a batch
+    assert np.array_equal(dialsflow.read(out, ZB, BPIX).values, expected[0])
+    assert np.array_equal(dialsflow.read(out, ZB, BPIX, where=holes).values, expected[1])
+
+
 def test_read_many_aligns_mes_on_common_lumisections(tree, tmp_path, theirs):
     out, runs = tree
     copy = tmp_path / "out"
