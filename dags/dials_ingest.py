@@ -1,8 +1,9 @@
 """Nightly DIALS → parquet ingestion of newly certified runs: wiring only.
 
 load_config → discover → ingest (one mapped task per concrete dataset × ME, pool `dials_api`)
-and, beside it, conditions (per-LS OMS conditions of the runs) → completeness (always runs;
-fails the DAG run on our failures, a failed conditions task included). The logic lives in
+and, beside it, conditions (per-LS OMS conditions of the runs) → certification (per-LS
+Golden/DCS flags once the maps landed) → completeness (always runs; fails the DAG run on our
+failures, a failed conditions task included). The logic lives in
 `dialsflow.airflow.tasks`; nothing here touches the network or reads more than the
 jobs file (for the output assets).
 
@@ -98,6 +99,14 @@ def dials_ingest() -> None:
         plan = get_current_context()["ti"].xcom_pull(task_ids="discover", key="plan")
         return tasks.conditions(config, plan)
 
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def certification() -> dict:
+        """LS-level certification beside the maps, once tonight's maps landed (whatever
+        failed)."""
+        from dialsflow.airflow import tasks
+
+        return tasks.certification(get_current_context()["ti"].xcom_pull(task_ids="load_config"))
+
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=output_assets())
     def completeness(results: list[dict]) -> dict:
         """Runs whatever happened upstream; config and plan are pulled here (not passed as
@@ -115,7 +124,9 @@ def dials_ingest() -> None:
     results = ingest.partial(config=config).expand(unit=units)
     oms_conditions = conditions(config)
     units >> oms_conditions
-    [config, units, oms_conditions] >> completeness(results)
+    ls_certification = certification()
+    results >> ls_certification
+    [config, units, oms_conditions, ls_certification] >> completeness(results)
 
 
 dials_ingest()

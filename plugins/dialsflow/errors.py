@@ -36,5 +36,9 @@ class ConditionsFailed(DialsflowError):
     """The per-LS OMS conditions of some runs could not be written; the message names them."""
 
 
+class CertificationFailed(DialsflowError):
+    """The LS-level certification of some jobs could not be refreshed; the message says why."""
+
+
 class CompletenessFailed(DialsflowError):
     """Our output lacks lumisections DIALS has, upstream gaps exceed tolerance, or units failed."""

@@ -50,14 +50,18 @@ def test_parse_is_fast_and_offline():
 
 def test_shape(dag):
     assert set(dag.task_dict) == {"load_config", "discover", "ingest", "conditions",
-                                  "completeness"}
+                                  "certification", "completeness"}
     assert dag.get_task("load_config").downstream_task_ids == {"discover", "ingest",
                                                                "conditions", "completeness"}
     assert dag.get_task("discover").downstream_task_ids == {"ingest", "conditions",
                                                             "completeness"}
-    assert dag.get_task("ingest").downstream_task_ids == {"completeness"}
+    assert dag.get_task("ingest").downstream_task_ids == {"certification", "completeness"}
     # beside ingest, not after it; completeness runs whatever happened to it
     assert dag.get_task("conditions").downstream_task_ids == {"completeness"}
+    # the per-LS table covers tonight's maps, also when some units failed
+    certification = dag.get_task("certification")
+    assert certification.downstream_task_ids == {"completeness"}
+    assert certification.trigger_rule == TriggerRule.ALL_DONE
     assert dag.leaves == [dag.get_task("completeness")]
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from dialsflow.errors import DialsflowError
 from dialsflow.pipeline.verdict import WITHIN_TOLERANCE
-from dialsflow.store.layout import UnitKey, conditions_runs, run_file
+from dialsflow.store.layout import UnitKey, certification_table, conditions_runs, run_file
 from dialsflow.store.manifest import Manifest
 from dialsflow_emulator.cli import connection_env
 from dialsflow_emulator.process import EmulatorProcess
@@ -26,6 +26,7 @@ from dialsflow_emulator.world import utc
 ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
 ME = "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_1"
 MIN_DAYS = 120
+JOB = "season"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def season(tmp_path_factory):
     folder = tmp_path_factory.mktemp("season")
     (folder / "datasets.json").write_bytes(orjson.dumps([ZB]))
     (folder / "mes.json").write_bytes(orjson.dumps([ME + "$"]))
-    job = {"name": "season", "workspace": "tracker", "datasets_file": "datasets.json",
+    job = {"name": JOB, "workspace": "tracker", "datasets_file": "datasets.json",
            "mes_file": "mes.json", "me_type": "h1d", "output": str(folder / "out"),
            "certification": {"class": "Collisions24", "kind": "golden"},
            "oms": {"stable_beam": True}, "completeness_tolerance": 1.0}
@@ -66,6 +67,7 @@ def test_a_season_night_by_night(season):
     assert nights >= MIN_DAYS, f"the demo season is only {nights} nights long"
 
     written: Counter[int] = Counter()
+    refreshes: list[bool] = []
     verdicts: Counter[str] = Counter()
     plan = None
     for i in range(nights):
@@ -85,6 +87,7 @@ def test_a_season_night_by_night(season):
             tasks.conditions(config, plan)
         except DialsflowError as exc:
             verdicts[f"conditions failed: {exc}"[:60]] += 1
+        refreshes.append(tasks.certification(config)[JOB]["table_written"])
         try:
             out = tasks.completeness(config, plan, results)
             verdicts.update(v["verdict"] for v in out.values())
@@ -119,6 +122,19 @@ def test_a_season_night_by_night(season):
     assert set(conditions_runs(season.out)) == on_disk
     assert all(verdict in ("complete", WITHIN_TOLERANCE) or verdict.startswith("complete")
                for verdict in verdicts), verdicts
+
+    # the per-LS certification follows every release without rewriting a map: at the end
+    # it is the last Golden JSON's, LS by LS, for every run on disk (the decertified one too)
+    cert = pq.read_table(certification_table(season.out)).to_pylist()
+    final_golden = final["certification"]["golden_runs"]
+    for run in on_disk:
+        mine = {r["ls_number"] for r in cert if r["run_number"] == run and r["golden"]}
+        want = {n for a, b in final_golden.get(str(run), []) for n in range(a, b + 1)}
+        have = {r["ls_number"] for r in cert if r["run_number"] == run}
+        assert mine == want & have, run
+    decertified = set(final["planted"]["decertified_runs"]) & on_disk
+    assert decertified and all(not r["golden"] for r in cert if r["run_number"] in decertified)
+    assert 1 < sum(refreshes) < nights  # rewritten when something changed, not every night
 
     # every other run of the world has a status and a reason in the last night's plan
     notes = plan["plans"][0]

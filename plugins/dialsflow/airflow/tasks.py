@@ -25,12 +25,14 @@ from dialsflow.config.connections import (
 from dialsflow.config.jobs import Job, select_jobs
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import (
+    CertificationFailed,
     CompletenessFailed,
     ConditionsFailed,
     DialsflowError,
     InputError,
     UnitFailed,
 )
+from dialsflow.pipeline.certification import refresh_job_certification
 from dialsflow.pipeline.completeness import check_units
 from dialsflow.pipeline.conditions import (
     ConditionsCheck,
@@ -224,6 +226,31 @@ def conditions(config_json: dict[str, Any], plan_json: dict[str, Any]) -> dict[s
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         raise ConditionsFailed(f"conditions of {len(failed)} runs could not be written: "
                                f"{'; '.join(failed[:3])}{more}")
+    return done
+
+
+def certification(config_json: dict[str, Any] | None) -> dict[str, Any]:
+    """Per job, keep the Golden and DCS-only JSONs in force and the per-LS table of every run
+    with maps (after tonight's maps landed, whatever failed); maps are not rewritten."""
+    if config_json is None:
+        raise CertificationFailed("nothing to refresh: load_config failed (see its log)")
+    config = RunConfig.from_json(config_json)
+    caf_base = CafSettings.from_connection(from_airflow("caf_default"))
+    done: dict[str, Any] = {}
+    failed: list[str] = []
+    for job in select_jobs(list(config.jobs)):
+        try:
+            refresh = refresh_job_certification(job, caf_base)
+        except DialsflowError as exc:  # CAF down for one class: the next job goes on
+            log.error("dialsflow: certification of job %s: %s", job.name, exc)
+            failed.append(f"job {job.name}: {exc}")
+            continue
+        log.info("dialsflow: job %s: %s", job.name, refresh.summary())
+        done[job.name] = {"in_force": refresh.in_force, "runs": refresh.runs,
+                          "golden_ls": refresh.golden_ls, "dcs_ls": refresh.dcs_ls,
+                          "table_written": refresh.table_written}
+    if failed:
+        raise CertificationFailed("; ".join(failed))
     return done
 
 
