@@ -3,8 +3,8 @@
 Starts the emulator (demo profile, clock at the morning after the night), an Airflow on
 SQLite in `.airflow/demo/`, runs `dials_ingest` for that night with `airflow dags test`,
 stops the emulator and prints runs ingested and waiting, files written, the completeness
-verdict and how to read the parquet. Each call starts from scratch (`.airflow/demo/` and
-`out/demo/` are recreated), so it always shows a first night.
+verdict and how to read the output (`dialsflow.read`). Each call starts from scratch
+(`.airflow/demo/` and `out/demo/` are recreated), so it always shows a first night.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 import orjson
+import pyarrow.parquet as pq
 
+from dialsflow.store.layout import certification_table, conditions_dir
 from dialsflow_emulator.process import EmulatorProcess
 
 from .airflow_home import ROOT, LocalAirflow, state_home
@@ -33,7 +35,8 @@ def summarize(output_root: Path) -> list[str]:
     for report_path in sorted(output_root.glob("*/_reports/*.json")):
         report = orjson.loads(report_path.read_bytes())
         out = report_path.parent.parent
-        files = sorted(p for p in out.rglob("run_*.parquet") if "_manifest" not in p.parts)
+        files = sorted(p for p in out.rglob("run_*.parquet")
+                       if not any(part.startswith("_") for part in p.relative_to(out).parts))
         written = sorted({run for unit in report["ingested"] for run in unit["written"]})
         completeness = report.get("completeness") or {}
         gaps = [(u["me"].rsplit("/", 1)[-1], r["run"], r["counts"]["upstream_gap"])
@@ -57,6 +60,7 @@ def summarize(output_root: Path) -> list[str]:
               for f in plan.get("failed_upstream", [])),
             f"  files written: {len(files)} parquet files, "
             f"{sum(p.stat().st_size for p in files) / 1e6:.1f} MB under {out}",
+            *_annotations(out, report),
             f"  completeness:  {report['verdict']}",
         ]
         lines += [f"    upstream gap: {me} run {run}: DIALS lacks {n} LS that DBS has"
@@ -67,25 +71,41 @@ def summarize(output_root: Path) -> list[str]:
     return lines
 
 
+def _annotations(out: Path, report: dict) -> list[str]:
+    """What sits beside the maps: OMS conditions and LS certification."""
+    lines = []
+    conditions = report.get("conditions") or {}
+    if conditions.get("enabled"):
+        tables = len(list(conditions_dir(out).glob("run_*.parquet")))
+        lines.append(f"  conditions:    OMS per-LS tables of {tables} runs in "
+                     f"{conditions_dir(out)}; {conditions['map_ls_without_oms_row']} map LS "
+                     "without an OMS row")
+    if certification_table(out).is_file():
+        flags = pq.read_table(certification_table(out), columns=["golden", "dcs"])
+        golden, dcs = (sum(flags.column(c).to_pylist()) for c in ("golden", "dcs"))
+        lines.append(f"  certification: {golden} of {flags.num_rows} LS Golden, {dcs} DCS-only "
+                     f"(per LS in {certification_table(out)})")
+    return lines
+
+
 def _runs(runs: list[int]) -> str:
     return ", ".join(map(str, runs)) if len(runs) <= 6 else f"{runs[0]} … {runs[-1]}"
 
 
 READ_IT = """\
-Read it (one dataset × ME folder is one table; schema v2, no pandas):
+Read it (numpy maps of the Golden LS with their OMS conditions; no pandas):
   .venv/bin/python - <<'PY'
-import numpy as np, pyarrow.parquet as pq
-from dialsflow.store.layout import UnitKey, unit_dir
+import dialsflow
 me = ("PixelPhase1/Phase1_MechanicalView/PXBarrel/"
       "digi_occupancy_per_SignedModuleCoord_per_SignedLadderCoord_PXLayer_1")
-key = UnitKey("tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", me)
-t = pq.read_table(unit_dir("{root}/demo_tracker", key),
-                  columns=["run_number", "x_bin", "y_bin", "data"])
-ny, nx = t.column("y_bin")[0].as_py(), t.column("x_bin")[0].as_py()
-maps = np.asarray(t.column("data").combine_chunks().flatten()).reshape(len(t), ny, nx)
-print(len(t), "lumisections of", len(set(t.column("run_number").to_pylist())), "runs;",
-      maps.shape)
+m = dialsflow.read("{root}/demo_tracker", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO", me,
+                   certified="golden", conditions=("pileup", "bpix_ready"))
+print(m.values.shape, "maps of", len(set(m.run_number)), "runs; mean pileup",
+      round(float(m.conditions.column("pileup").to_numpy().mean()), 1))
 PY
+  Whole tree, any tool: duckdb.sql("SELECT me, count(*) FROM '{root}/*/*/*/*/run_*.parquet'
+  GROUP BY me"); per-LS conditions in {root}/<job>/_conditions/oms/, flags in
+  {root}/<job>/_certification/lumis.parquet (README, "Reading the output").
 """
 
 
