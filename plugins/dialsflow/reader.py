@@ -45,6 +45,9 @@ from dialsflow.store.layout import (
     units_on_disk,
 )
 
+# numpy → Arrow without `pa.array`, whose first call looks for pandas (~40 ms)
+from dialsflow.store.parquet import _arrow
+
 CERTIFIED = ("golden", "dcs")
 KEY_COLUMNS = ("run_number", "ls_number", "entries")
 #: Decoded `data` per batch while filling the output: about one row group as ingest writes
@@ -81,7 +84,12 @@ def _positions(keys: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """Rows of `table` by position; -1 gives a row of nulls."""
-    indices = pa.array(np.maximum(rows, 0), mask=rows < 0, type=pa.int64())
+    missing = rows < 0
+    if not missing.any():
+        return table.take(_arrow(rows))
+    valid = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+    indices = pa.Array.from_buffers(pa.int64(), len(rows),
+                                    [valid, pa.py_buffer(np.maximum(rows, 0))])
     return table.take(indices)
 
 
@@ -289,7 +297,8 @@ def _conditions(outdir: Path, scan: _Scan, columns: Sequence[str] | None) -> pa.
 
 def _where_table(outdir: Path, scan: _Scan) -> pa.Table:
     """What `where` may name: run_number, ls_number, entries and every conditions column."""
-    table = pa.table({"run_number": scan.run, "ls_number": scan.ls, "entries": scan.entries})
+    table = pa.table({"run_number": _arrow(scan.run), "ls_number": _arrow(scan.ls),
+                      "entries": _arrow(scan.entries)})
     if conditions_dir(outdir).is_dir():
         extra = _conditions(outdir, scan, None)
         for name in extra.column_names:
@@ -302,7 +311,7 @@ def _where_mask(outdir: Path, scan: _Scan, where: Any) -> np.ndarray:
         raise InputError(f"where must be a pyarrow.compute Expression such as "
                          f"pc.field('pileup') > 25, not {type(where).__name__}")
     table = _where_table(outdir, scan)
-    table = table.append_column("__row", pa.array(np.arange(len(scan.run)), pa.int64()))
+    table = table.append_column("__row", _arrow(np.arange(len(scan.run), dtype=np.int64)))
     try:
         kept = table.filter(where).column("__row").to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -449,7 +458,7 @@ class Maps:
 
 def _maps(outdir: Path, scan: _Scan, conditions: Sequence[str]) -> Maps:
     cond = _conditions(outdir, scan, list(conditions)) if conditions else \
-        pa.table({"ls_number": scan.ls}).select([])
+        pa.table({"rows": pa.nulls(len(scan.run))}).select([])
     return Maps(scan.unit.dataset, scan.unit.me, scan.unit.workspace, scan.run, scan.ls,
                 scan.entries, cond, scan)
 
