@@ -109,6 +109,9 @@ def refresh_certification(outdir: Path, golden: Certification, dcs: Certificatio
     if not outdir.is_dir():
         raise InputError(f"output directory {outdir} does not exist: give the -o of "
                          "dialsflow fetch (or a job's output)")
+    unread = [f.name for f in (*golden.files, *dcs.files) if not f.body]
+    if unread:  # a Certification built by hand, not by CafClient.current()
+        raise ValueError(f"no bytes of {', '.join(unread)}: keep files CafClient downloaded")
     lumis = maps_lumis(outdir)
     table = build_table(lumis, golden, dcs)  # before any write: a failure leaves nothing
     fetched_at = fetched_at or now_iso()
