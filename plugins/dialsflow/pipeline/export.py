@@ -9,7 +9,8 @@ ls_number, me_id, x_min, x_max, x_bin, [y_min, y_max, y_bin,] entries, data. Bin
 values) for 2D, so pixelae's `np.stack(df['data'][i]).reshape(ybins, xbins)` works
 (pixelae, tools/dftools.py `get_mes`).
 
-Written run by run, one row group per run (memory is one run, whatever the year), into a
+Written run by run, one row group per run (memory is about three times one run's values, whatever
+the year: 574 MB peak for 300 EB 360×170 LS, 147 MB of values), into a
 temporary file published atomically. Only runs the manifest records as complete are exported;
 an export that is newer than every manifest entry of its unit and holds the same runs is left
 as it is. Schema v1 and v2 run files are read alike.
@@ -235,13 +236,18 @@ def _run_table(path: Path) -> pa.Table:
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path} is not a readable dialsflow parquet file ({exc}); delete it "
                          "and fetch that run again") from None
-    data = table.column("data").combine_chunks()
+    data = table.column("data")  # chunk by chunk (a row group each): no copy of the values
     nested = pa.types.is_list(data.type.value_type)  # v1 2D
     two_d = nested or ("y_bin" in table.column_names and table.column("y_bin").null_count == 0
                        and len(table) > 0)
     if two_d and not nested:
-        data = _nest(data, table.column("y_bin").to_numpy(), table.column("x_bin").to_numpy(),
-                     path)
+        table = table.combine_chunks() if table.column("y_bin").num_chunks != data.num_chunks \
+            else table
+        data = pa.chunked_array(
+            [_nest(chunk, y.to_numpy(), x.to_numpy(), path) for chunk, y, x in
+             zip(table.column("data").chunks, table.column("y_bin").chunks,
+                 table.column("x_bin").chunks, strict=True)],
+            type=pa.list_(pa.list_(pa.float64())))
     schema = dialstools_schema(2 if two_d else 1)
     columns = [data if f.name == "data" else table.column(f.name).cast(f.type)
                for f in schema]
