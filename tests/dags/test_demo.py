@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from cmsdials import Dials
@@ -39,7 +40,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
                           "--output", str(base / "out")], capture_output=True, text=True,
                          cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return base / "out" / "demo_tracker", out.stdout
+    return base / "out", out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def world() -> EmulatorProcess:
 
 
 def test_the_morning_after_is_one_call(demo: tuple[Path, str], world: EmulatorProcess) -> None:
-    outdir, stdout = demo
+    root, stdout = demo
+    outdir = root / "demo_tracker"
     got = dialsflow.read(outdir, DATASET, BPIX_L1, certified="golden", conditions=CONDITIONS)
     n = len(got.ls_number)
     assert got.values.shape == (n, 26, 72) and n > 100
@@ -84,3 +86,18 @@ def test_the_morning_after_is_one_call(demo: tuple[Path, str], world: EmulatorPr
     for flag in ("beams_stable", "bpix_ready", "fpix_ready"):
         assert all(cond.column(flag).to_pylist()), flag  # Golden LS: pixels on, beams stable
     assert "dialsflow.read(" in stdout  # the demo tells how
+
+
+def test_one_duckdb_query_reads_the_whole_tree(demo: tuple[Path, str]) -> None:
+    """Every ME of both demo jobs, 1D and 2D, in one query over one schema; the per-LS
+    tables beside them (`_conditions`, `_certification`) are not matched."""
+    root, _ = demo
+    files = f"{root}/*/*/*/*/run_*.parquet"
+    rows = duckdb.execute(
+        "SELECT me, y_bin IS NULL AS one_d, count(*) AS n, sum(len(data)) AS values, "
+        "bool_and(len(data) = x_bin * coalesce(y_bin, 1)) AS shaped "
+        "FROM read_parquet(?) GROUP BY ALL ORDER BY me", [files]).fetchall()
+    on_disk = {p.parent.name for p in root.glob("*/*/*/*/run_*.parquet")}
+    assert len(rows) == len(on_disk) == 4
+    assert {one_d for _, one_d, *_ in rows} == {True, False}
+    assert all(n > 100 and values > n and shaped for _, _, n, values, shaped in rows)
