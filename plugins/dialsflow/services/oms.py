@@ -193,6 +193,16 @@ class DirectOms(OmsRuns):
         self.api = omsapi.OMSAPI(api_url=settings.api_url, verbose=False,
                                  cert_verify=settings.verify, retry_on_err_sec=0,
                                  retry_on_err_attempts=0)
+        self._authenticate()
+
+    def _authenticate(self) -> None:
+        """A fresh token. omsapi renews one itself on a 401 only if its last token is more
+        than 30 s old, so a token that lives less than that (or a revoked one) would fail
+        every request until then: dropping its token store makes `auth_oidc` start anew."""
+        import omsapi
+
+        settings = self.settings
+        self.api.oms_auth = None
         with _omsapi_lock:
             # omsapi reads the token URL from this module global whenever it (re)authenticates.
             omsapi.cern_api_url = settings.token_url
@@ -220,7 +230,7 @@ class DirectOms(OmsRuns):
         if offset % limit:
             raise ValueError("omsapi pages are whole multiples of the page size")
 
-        def send() -> requests.Response:
+        def query() -> requests.Response:
             q = self.api.query(resource)  # reads <resource>/meta: may fail like any request
             if options.fields:
                 q.attrs(list(options.fields))
@@ -233,10 +243,18 @@ class DirectOms(OmsRuns):
             q.paginate(page=offset // limit + 1, per_page=limit)
             return q.data()
 
-        return self.retrier.call(send, _classify, f"OMS {resource} query")
+        def send() -> requests.Response:
+            r = query()
+            if r.status_code == 401:  # expired past omsapi's own renewal: a new token, once
+                self._authenticate()
+                r = query()
+            return r
+
+        what = f"OMS {resource} query"
+        return self.retrier.call(send, lambda r: _classify(r, what), what)
 
 
-def _classify(r: requests.Response) -> Outcome[dict[str, Any]]:
+def _classify(r: requests.Response, what: str) -> Outcome[dict[str, Any]]:
     if r.status_code == 200:
         try:
             return http.ok(orjson.loads(r.content))
@@ -244,7 +262,7 @@ def _classify(r: requests.Response) -> Outcome[dict[str, Any]]:
             return http.retry("answer not JSON (cut short?)")
     if r.status_code == 500:  # OMS answers forced 500s now and then (docs/reference/oms.md §5)
         return http.retry("HTTP 500")
-    return http.by_status(r, f"OMS query answered HTTP {r.status_code}: {_short(r.content)}")
+    return http.by_status(r, f"{what} answered HTTP {r.status_code}: {_short(r.content)}")
 
 
 class DialsOmsProxy(OmsRuns):

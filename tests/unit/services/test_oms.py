@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -89,3 +90,14 @@ def test_refused_credentials_are_one_line_without_the_secret(emulator):
                        f"{settings.client_id!r} for audience 'cmsoms-prod': check login/password"
                        " of oms_default (and its oms-api-access membership)")
     assert "not-the-secret" not in message and settings.client_secret not in message
+
+
+def test_tokens_shorter_lived_than_omsapis_renewal_window():
+    """omsapi renews a token on a 401 only when its last one is 30+ s old; with 2-s tokens
+    every query after the first seconds would fail. The client starts a new token store on
+    such a 401, so queries go on (what a long conditions task meets when tokens expire)."""
+    with EmulatorProcess("--token-ttl", "2") as emu:
+        client = oms(emu, "direct")
+        first = [r.run_number for r in client.runs_numbered(379412, 379500)]
+        time.sleep(3)
+        assert [r.run_number for r in client.runs_numbered(379412, 379500)] == first != []
