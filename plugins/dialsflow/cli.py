@@ -1,4 +1,4 @@
-"""`dialsflow` command line: fetch, check-lumis, plan, certification, conditions,
+"""`dialsflow` command line: fetch, check-lumis, plan, conditions, certification, export,
 connections.
 
 Exit codes: 0 success; 1 some runs failed (fetch, conditions; conditions also for a listed
