@@ -32,6 +32,7 @@ from dialsflow.airflow.assets import output_assets
 
 POOL = "dials_api"
 END_DATE = os.environ.get("DIALSFLOW_END_DATE")
+RETRIES = int(os.environ.get("DIALSFLOW_RETRIES", "3"))
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", "120")))
 
 
@@ -77,7 +78,7 @@ def dials_ingest() -> None:
         get_current_context()["ti"].xcom_push(key="plan", value=plan)
         return plan["units"]
 
-    @task(pool=POOL, retries=int(os.environ.get("DIALSFLOW_RETRIES", "3")),
+    @task(pool=POOL, retries=RETRIES,
           retry_delay=RETRY_DELAY, retry_exponential_backoff=2.0,
           max_retry_delay=timedelta(minutes=30),
           execution_timeout=timedelta(minutes=int(
@@ -90,7 +91,8 @@ def dials_ingest() -> None:
         context["unit_label"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
         return tasks.ingest(unit, config)
 
-    @task
+    # Idempotent like ingest, so retried like it (a lost worker kills them alike).
+    @task(retries=RETRIES, retry_delay=RETRY_DELAY)
     def conditions(config: dict) -> dict:
         """Per-LS OMS conditions beside the maps; the plan is pulled as completeness pulls
         it."""
@@ -99,7 +101,7 @@ def dials_ingest() -> None:
         plan = get_current_context()["ti"].xcom_pull(task_ids="discover", key="plan")
         return tasks.conditions(config, plan)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=RETRIES, retry_delay=RETRY_DELAY)
     def certification() -> dict:
         """LS-level certification beside the maps, once tonight's maps landed (whatever
         failed)."""
