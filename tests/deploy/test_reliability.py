@@ -242,7 +242,11 @@ def topo(tmp_path_factory) -> Iterator[Topology]:
             "--env", "DIALSFLOW_RETRIES=1", "--env", "DIALSFLOW_RETRY_DELAY_S=1",
             # a killed worker's tasks are found by their missing heartbeat: soon, not in 5 min
             "--env", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=20",
-            "--env", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL=2")
+            "--env", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL=2",
+            # a task message the worker took but never started while the database was down
+            # (Celery's result backend is in it) is requeued by the scheduler: soon, not in 10 min
+            "--env", "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=30",
+            "--env", "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL=5")
         dep = started.dep
         api = AirflowClient(dep.url, "admin", dep.admin_password)
         with_env = {"DIALSFLOW_OUTPUT_ROOT": str(Path(dep.home) / "output")}
@@ -329,7 +333,10 @@ def test_postgres_restart_mid_run_recovers(topo: Topology) -> None:
     database again) and succeed. Without a restart policy the DAG run then stays `running`
     for good: nothing schedules `completeness`. deploy/native therefore runs every
     component under compose's `restart: always` (`supervise.py`): the three are started
-    again, the new scheduler adopts the run, and it succeeds with the complete night."""
+    again, the new scheduler adopts the run, and it succeeds with the complete night. A task
+    queued to Celery just before the outage can be taken by the worker and never started
+    (seen with `conditions` beside the ingest tasks); the scheduler requeues it after
+    `[scheduler] task_queued_timeout` (600 s by default; 30 s here)."""
     t0 = time.monotonic()
     job = topo.jobs["pgrestart"]
     run_id = topo.trigger("pgrestart")
