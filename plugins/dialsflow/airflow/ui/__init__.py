@@ -1,0 +1,1 @@
+"""The "DIALS ingestion" page of the Airflow UI: a plugin FastAPI app over the output tree."""

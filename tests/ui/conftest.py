@@ -1,0 +1,101 @@
+"""One demo night with a planted failure, and an Airflow api-server showing it.
+
+The night runs with `airflow dags test` into a SQLite metadata DB; the api-server then
+serves that same DB, the task logs and the output tree, as in production where the
+scheduler's runs and the UI share them. Users come from the simple auth manager's config
+and a passwords file written here (what `airflow standalone` generates).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from dialsflow_emulator.process import EmulatorProcess, free_port
+from localdev.airflow_home import AIRFLOW, ROOT, LocalAirflow
+from localdev.demo import NIGHT
+
+JOB = "demo_tracker"
+#: The planted failure: DIALS answers 500 to every page of this ME (emulator `failing_me`).
+FAILING_ME = "PXLayer_2$"
+USERS = {"admin": ("admin", "admin-pw"), "viewer": ("viewer", "viewer-pw")}
+
+
+@dataclass
+class Night:
+    airflow: LocalAirflow
+    output: Path
+    run_id: str
+
+
+@dataclass
+class Server:
+    url: str
+    airflow: LocalAirflow
+
+    def token(self, user: str) -> str:
+        name, password = USERS[user]
+        got = requests.post(f"{self.url}/auth/token", json={"username": name,
+                                                            "password": password}, timeout=30)
+        got.raise_for_status()
+        return got.json()["access_token"]
+
+
+@pytest.fixture(scope="package")
+def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Night]:
+    base = tmp_path_factory.mktemp("ui")
+    passwords = base / "passwords.json"
+    passwords.write_bytes(orjson.dumps({name: pw for name, pw in USERS.values()}))
+    users = ",".join(f"{name}:{role.upper()}" for role, (name, _) in USERS.items())
+    with EmulatorProcess("--now", NIGHT, log_path=base / "emulator.log") as emu:
+        emu.set_faults(failing_me=FAILING_ME)
+        airflow = LocalAirflow(base / "home", emu, base / "out", extra_env={
+            "DIALSFLOW_RETRIES": "0",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        }).setup()
+        result = airflow.dags_test(NIGHT, {"jobs": [JOB]})
+        assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+        reports = list((base / "out" / JOB / "_reports").glob("*.json"))
+        assert len(reports) == 1
+        run_id = orjson.loads(reports[0].read_bytes())["run_id"]
+        yield Night(airflow, base / "out", run_id)
+
+
+@pytest.fixture(scope="package")
+def server(night: Night) -> Iterator[Server]:
+    port = free_port()
+    env = {**night.airflow.env, "AIRFLOW__API__PORT": str(port)}
+    log = open(night.airflow.home / "api-server.log", "wb")
+    proc = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host",
+                             "127.0.0.1"], env=env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            if proc.poll() is not None:
+                log_text = (night.airflow.home / "api-server.log").read_text()
+                pytest.fail(f"api-server exited: {log_text[-3000:]}")
+            try:
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("api-server did not answer within 120 s")
+        yield Server(url, night.airflow)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
