@@ -3,7 +3,11 @@ connections.
 
 Exit codes: 0 success; 1 some runs failed (fetch, conditions; conditions also for a listed
 run OMS does not know) or lumisections are missing (check-lumis);
-2 bad input, configuration or an unreachable service (one line on stderr, nothing written).
+2 bad input, configuration or an unreachable service (one line on stderr, nothing written),
+or a full disk (one line; the fetch stops at the first file that does not fit, whole files
+only are left).
+Without a dials_default connection, production DIALS is used with cached device credentials
+(a notice on stderr says so).
 """
 
 from __future__ import annotations
@@ -138,6 +142,16 @@ def _required(conn_id: str) -> ServiceConnection:
     return conn
 
 
+def _dials_settings() -> DialsSettings:
+    """dials_default, or production DIALS with cached device credentials; the latter is
+    said at once (stderr), so a failure that follows is not a mystery."""
+    conn = from_env("dials_default")
+    if conn is None:
+        print("dialsflow: notice: no dials_default connection found; using production DIALS "
+              "with cached credentials", file=sys.stderr, flush=True)
+    return DialsSettings.from_connection(conn)
+
+
 def _plan(args: argparse.Namespace) -> int:
     from dialsflow.config.jobs import select_jobs
     from dialsflow.pipeline.discovery import plan_job
@@ -151,11 +165,12 @@ def _plan(args: argparse.Namespace) -> int:
     jobs = select_jobs(args.jobs, args.jobs_file)
     runs = RunSelection.parse(args.runs)
     at = args.at or datetime.now(UTC)
-    dials_settings = DialsSettings.from_connection(from_env("dials_default"))
     oms_settings = OmsSettings.from_connection(_required("oms_default"))
     caf_base = CafSettings.from_connection(_required("caf_default"))
+    dbs_settings = DbsSettings.from_connection(_required("dbs_default"))
+    dials_settings = _dials_settings()
     plans = []
-    with DbsClient(DbsSettings.from_connection(_required("dbs_default"))) as dbs:
+    with DbsClient(dbs_settings) as dbs:
         for job in jobs:
             with contextlib.ExitStack() as stack:
                 dials = stack.enter_context(DialsClient(dials_settings.for_workspace(
@@ -238,8 +253,7 @@ def _fetch(args: argparse.Namespace) -> int:
     datasets = load_patterns(args.datasets, "datasets")
     mes = load_patterns(args.menames, "MEs")
     runs = RunSelection.parse(args.runs)
-    settings = DialsSettings.from_connection(from_env("dials_default")).for_workspace(
-        args.workspace)
+    settings = _dials_settings().for_workspace(args.workspace)
     report = fetch(settings, datasets, mes, args.outputdir, me_type=args.metype, runs=runs,
                    resubmit=args.resubmit, test=args.test, concurrency=args.concurrency)
     print(f"dialsflow: {len(report.written)} runs written, {len(report.skipped)} skipped as "
@@ -271,7 +285,7 @@ def _check_lumis(args: argparse.Namespace) -> int:
         dbs = stack.enter_context(DbsClient(DbsSettings.from_connection(dbs_conn)))
         dials: dict[str, DialsClient] | None = None
         if args.with_dials:
-            settings = DialsSettings.from_connection(from_env("dials_default"))
+            settings = _dials_settings()
             dials = {ws: stack.enter_context(DialsClient(settings.for_workspace(ws)))
                      for ws in sorted({k.workspace for k in units})}
         report = check_units(args.outputdir, dict.fromkeys(units, runs), dbs, dials)
@@ -312,7 +326,7 @@ def _conditions(args: argparse.Namespace) -> int:
         dials = None
         if settings.via == "dials":
             dials = stack.enter_context(DialsClient(
-                DialsSettings.from_connection(from_env("dials_default")).for_workspace(None)))
+                _dials_settings().for_workspace(None)))
         oms = stack.enter_context(oms_client(settings, dials))
         ensure_writable(args.outputdir)  # after every input is known good: nothing written
         report = write_conditions(oms, args.outputdir, runs, spec, force=args.force,

@@ -18,7 +18,6 @@ import contextlib
 import json
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from dialsflow_emulator.process import EmulatorProcess
 from localdev.airflow_home import LocalAirflow
 
 from ..expected import ZB, due_runs, morning_after_release
+from ..fs import mount_tmpfs, umount
 from .conftest import (
     PrivatePostgres,
     Started,
@@ -207,22 +207,6 @@ class Topology:
         raise AssertionError(f"timed out waiting for {what}\n{self.started.logs()}")
 
 
-def _mount_tmpfs(size: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="dialsflow-fs-"))
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                          str(folder)], capture_output=True, text=True)
-    if out.returncode:
-        pytest.fail(f"mount -t tmpfs failed (the suite needs root with mount rights, as CI "
-                    f"has): {out.stderr.strip()}")
-    return folder
-
-
-def _umount(folder: Path) -> None:
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-
-
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory) -> Iterator[Topology]:
     t0 = time.monotonic()
@@ -230,8 +214,8 @@ def topo(tmp_path_factory) -> Iterator[Topology]:
     with contextlib.ExitStack() as stack:
         pg = PrivatePostgres().start()
         stack.callback(pg.stop)
-        small = _mount_tmpfs(SMALL_FS)
-        stack.callback(_umount, small)
+        small = mount_tmpfs(SMALL_FS)
+        stack.callback(umount, small)
         jobs_file = write_jobs(base, {"killed": "killed", "pgrestart": "pgrestart",
                                       "full": str(small / "full")})
         home = base / "home"

@@ -1,7 +1,11 @@
-"""The `dialsflow` command line without services: version, connections, bad input."""
+"""The `dialsflow` command line: version, connections, bad input; without a dials_default
+connection (production, unreachable here); a full disk (a real tmpfs, against the emulator)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -9,6 +13,12 @@ import pytest
 
 from dialsflow import __version__
 from dialsflow.cli import main
+from dialsflow.store.layout import run_file, units_on_disk
+from dialsflow.store.manifest import Manifest, file_sha256
+
+from ..fs import small_fs
+
+BIN = Path(sys.executable).parent
 
 
 def test_version(capsys):
@@ -97,3 +107,59 @@ def test_bad_conditions_input_exits_2_and_writes_nothing(monkeypatch, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("dialsflow: error: ") and says in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def _dialsflow(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dialsflow"), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)
+
+
+def test_without_dials_default_production_is_announced_and_unreachable_is_one_line(tmp_path):
+    """No connection: a notice says production DIALS with cached credentials is used; with
+    production unreachable (every request goes to a dead proxy here) the one error line
+    names both facts, and nothing is written: no output folder, no ./.cache/."""
+    patterns = tmp_path / "p.json"
+    patterns.write_bytes(b'["x"]')
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AIRFLOW_CONN_") and k.lower() not in ("no_proxy", "all_proxy")}
+    dead = "http://127.0.0.1:9"
+    env.update(HTTPS_PROXY=dead, https_proxy=dead, HTTP_PROXY=dead, http_proxy=dead)
+    r = _dialsflow(["fetch", "-d", str(patterns), "-m", str(patterns), "-o", "out"], env,
+                   tmp_path)
+    notice, error = r.stderr.strip().splitlines()
+    assert r.returncode == 2
+    assert notice == ("dialsflow: notice: no dials_default connection found; using production "
+                      "DIALS with cached credentials")
+    assert error.startswith("dialsflow: error: no dials_default connection found, and "
+                            "production DIALS is unreachable (cannot reach Keycloak at "
+                            "https://auth.cern.ch/auth/"), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+ZB = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
+BPIX = "digi_occupancy_per_SignedModuleCoord_per_SignedLadderCoord_PXLayer_1$"
+
+
+def test_a_full_disk_stops_the_fetch_at_the_first_enospc_named_once(emulator, tmp_path):
+    """A 256 KiB tmpfs takes a few 2D runs of the 45 asked for: the fetch stops at the first
+    file that does not fit, with one line naming it and "No space left on device"; no
+    per-run failure lines; what is on disk is whole (each manifest entry has its file with
+    the recorded sha256, no temporary file)."""
+    datasets, mes = tmp_path / "d.json", tmp_path / "m.json"
+    datasets.write_bytes(orjson.dumps([ZB]))
+    mes.write_bytes(orjson.dumps([BPIX]))
+    env = {**os.environ, **emulator.connection_env()}
+    with small_fs("256k") as root:
+        r = _dialsflow(["fetch", "-d", str(datasets), "-m", str(mes), "-o", str(root / "out")],
+                       env, tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"dialsflow: error: cannot write {root / 'out'}/"), lines
+        assert lines[0].count("No space left on device") == 1
+        assert "FAILED" not in r.stdout and "failed" not in r.stdout
+        out = root / "out"
+        entries = [e for key in units_on_disk(out) for e in Manifest(out).entries(key)]
+        for e in entries:
+            assert file_sha256(run_file(out, e.key, e.run)) == e.sha256
+        assert len(entries) < 45
+        assert not [p for p in root.rglob(".*") if p.is_file()]

@@ -142,6 +142,8 @@ class DialsSettings:
     client_secret: str | None = field(repr=False)
     verify: bool | str
     cache_dir: str | None
+    #: False: no dials_default connection, production DIALS with cached device credentials.
+    configured: bool = True
 
     def for_workspace(self, workspace: str | None) -> DialsSettings:
         """These settings for `workspace`, else the connection's, else DIALS' default."""
@@ -152,7 +154,7 @@ class DialsSettings:
         """Production defaults when there is no connection: device flow with cached creds."""
         if conn is None:
             return cls(PRODUCTION_DIALS, None, "device", PRODUCTION_KEYCLOAK, "cern",
-                       DIALS_AUDIENCE, None, None, True, None)
+                       DIALS_AUDIENCE, None, None, True, None, configured=False)
         x = conn.extra
         auth = str(x.get("auth") or ("client_credentials" if conn.password else "device"))
         if auth not in ("client_credentials", "device"):

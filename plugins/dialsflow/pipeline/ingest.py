@@ -207,7 +207,8 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
                  on_result: Callable[[RunResult], None] | None = None,
                  certified_by: Mapping[int, str] | None = None,
                  stuck: frozenset[int] = frozenset()) -> FetchReport:
-    """Fetch every run of every unit; failures are reported per run, not raised.
+    """Fetch every run of every unit; failures are reported per run, not raised, except a
+    full disk: the first `DiskFull` cancels the runs not started and is raised, once.
     `certified_by` (run → CAF file) and `stuck` (runs with DIALS files still in flight) are
     recorded in the manifest entries."""
     manifest = Manifest(outdir)
@@ -232,6 +233,8 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
                                 limit=limits[unit.key],
                                 certification=(certified_by or {}).get(run),
                                 upstream_stuck=run in stuck)
+        except atomic.DiskFull:
+            raise  # not this run's failure: every later one would fail alike
         except DialsflowError as exc:
             return RunResult(unit.key, run, error=str(exc))
         except OSError as exc:
@@ -241,12 +244,24 @@ def ingest_units(client: DialsClient, units: list[Unit], outdir: Path, *,
         learned[unit.key] = page_size_for(result.rows, result.json_bytes, unit.dim)
         return result
 
+    full: atomic.DiskFull | None = None
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures = [pool.submit(one, unit, run) for unit, run in tasks]
         for future in as_completed(futures):
-            result = future.result()
+            try:
+                result = future.result()
+            except atomic.DiskFull as exc:  # stop at the first: runs not started never start
+                full = exc
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
             report.results.append(result)
             notify(result)
+    if full is not None:
+        finished = [f.result() for f in futures
+                    if f.done() and not f.cancelled() and f.exception() is None]
+        written = sum(1 for r in finished if not r.error and not r.skipped)
+        raise atomic.DiskFull(f"{full}; stopped after {written} runs written (each complete "
+                              "and recorded): free space and run again")
     report.results.sort(key=lambda r: (r.key, r.run))
     return report
 
@@ -266,11 +281,13 @@ def fetch(settings: DialsSettings, datasets: list[str], mes: list[str], outdir: 
           me_type: str = "auto", runs: RunSelection | None = None,
           resubmit: bool = False, test: bool = False, concurrency: int = 4,
           on_result: Callable[[RunResult], None] | None = None) -> FetchReport:
-    """The one-off pull behind `dialsflow fetch`: patterns → units → parquet."""
-    ensure_writable(outdir)
+    """The one-off pull behind `dialsflow fetch`: patterns → units → parquet. OUTDIR is
+    created once DIALS has answered (units resolved): a wrong connection or an unreachable
+    DIALS leaves nothing behind."""
     with DialsClient(settings, pool_size=max(4, concurrency)) as client:
         units = resolve_units(client, datasets, mes, me_type, runs,
                               settings.workspace or DEFAULT_WORKSPACE)
+        ensure_writable(outdir)
         log.info("plan: %d dataset × ME units, %d runs to fetch", len(units),
                  sum(len(u.runs) for u in units))
         return ingest_units(client, units, outdir, resubmit=resubmit, test=test,

@@ -22,11 +22,13 @@ the same size. Answers are gzipped by DIALS' nginx; we always ask for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -76,9 +78,7 @@ class DialsClient(Client):
                 from cmsdials.auth.client_credentials import Credentials
 
                 return Credentials(s.client_id or "", s.client_secret or "", client=auth)
-            from cmsdials.auth.device import Credentials as DeviceCredentials
-
-            return DeviceCredentials.from_creds_file(cache_dir=s.cache_dir, client=auth)
+            return _device_credentials(s.cache_dir, auth)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"
             raise ServiceError(
@@ -86,8 +86,16 @@ class DialsClient(Client):
                 f"{s.client_id!r} (HTTP {status}): check login/password of dials_default"
             ) from None
         except requests.ConnectionError as exc:
-            raise ServiceError(f"cannot reach Keycloak at {s.keycloak_url}: "
-                               f"{http.describe_error(exc)}") from None
+            raise ServiceError(self._unreachable(f"cannot reach Keycloak at {s.keycloak_url}: "
+                                                 f"{http.describe_error(exc)}")) from None
+
+    def _unreachable(self, cause: str) -> str:
+        """`cause`, and with the production defaults, that no connection was set."""
+        if self.settings.configured:
+            return cause
+        return ("no dials_default connection found, and production DIALS is unreachable "
+                f"({cause}): set AIRFLOW_CONN_DIALS_DEFAULT (`dialsflow-emulator env` prints "
+                "the emulator's)")
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -108,10 +116,19 @@ class DialsClient(Client):
         """GET api/v1/<endpoint> and return the body of a 200; retry what is transient.
         `shrink`: raise `http.TooSlow` at the first 504 or read timeout (see `pages`)."""
         url = self.api_url + endpoint
-        return self.retrier.call(
-            lambda: self.session.get(url, params=params, headers=self._headers(),
-                                     timeout=self.timeout),
-            lambda r: self._classify(r, what or url), what or url, shrink=shrink)
+        try:
+            body = self.retrier.call(
+                lambda: self.session.get(url, params=params, headers=self._headers(),
+                                         timeout=self.timeout),
+                lambda r: self._classify(r, what or url), what or url, shrink=shrink)
+        except http.Unreachable as exc:
+            if self.settings.configured:
+                raise
+            raise ServiceError(self._unreachable(str(exc))) from None
+        allow_cache = getattr(self.creds, "allow_cache", None)
+        if allow_cache is not None:
+            allow_cache()  # DIALS answered: held device credentials may be cached now
+        return body
 
     def _classify(self, r: requests.Response, what: str) -> Outcome[bytes]:
         if r.status_code == 200:
@@ -224,6 +241,47 @@ class DialsClient(Client):
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True)
         super().close()
+
+
+def _device_credentials(cache_dir: str | None, auth: Any) -> Any:
+    """cmsdials' device credentials: from its cache file when there is one (its folder
+    exists then), else by the device flow, held in memory until DIALS answers
+    (`_held_cache_class`): a login DIALS never answers leaves no `.cache/` behind."""
+    from cmsdials.auth.device import DEFAULT_CACHE_DIR, DEFAULT_CACHE_FILENAME
+    from cmsdials.auth.device import Credentials as DeviceCredentials
+
+    if (Path(cache_dir or DEFAULT_CACHE_DIR) / DEFAULT_CACHE_FILENAME).is_file():
+        return DeviceCredentials.from_creds_file(cache_dir=cache_dir, client=auth)
+    token = auth.device_auth_flow()
+    return _held_cache_class()(token.access_token, token.expires_at, token.expires_in,
+                               token.refresh_expires_at, token.refresh_expires_in,
+                               token.refresh_token, token.token_type, cache_dir=cache_dir,
+                               client=auth)
+
+
+@functools.cache
+def _held_cache_class() -> type:
+    """cmsdials' device Credentials, writing its cache file only after `allow_cache()` (built on
+    first use: cmsdials is imported lazily, see `DialsClient._credentials`)."""
+    from cmsdials.auth.device import Credentials as DeviceCredentials
+
+    class HeldCache(DeviceCredentials):
+        held = True
+        pending = False
+
+        def cache_credentials(self) -> None:
+            if self.held:
+                self.pending = True
+            else:
+                super().cache_credentials()
+
+        def allow_cache(self) -> None:
+            if self.held:
+                self.held = False
+                if self.pending:
+                    super().cache_credentials()
+
+    return HeldCache
 
 
 class PageLimit:

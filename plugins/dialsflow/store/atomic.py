@@ -2,17 +2,26 @@
 
 A reader (or a crash) sees either the old file or the new one, never a partial one. Temporary
 names start with '.' so dataset readers skip them; leftovers of a killed process are removed
-by `sweep_temporaries`.
+by `sweep_temporaries`. A full disk (ENOSPC, or a quota: EDQUOT) is `DiskFull`: no later
+file can be written either, so callers stop at the first one instead of failing file by file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from dialsflow.errors import DialsflowError
+
 TMP_SUFFIX = ".tmp"
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFull(DialsflowError):
+    """The file system of a target is full: nothing more can be published there."""
 
 
 def temp_path(target: Path) -> Path:
@@ -29,10 +38,12 @@ def fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def publishing(target: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it becomes `target` atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path to write; on success it becomes `target` atomically. A full
+    disk, while writing or publishing, raises `DiskFull` naming `target`; the temporary file
+    is removed whatever happens."""
     tmp = temp_path(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -41,6 +52,10 @@ def publishing(target: Path) -> Iterator[Path]:
             os.close(fd)
         os.replace(tmp, target)
         fsync_dir(target.parent)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise DiskFull(f"cannot write {target}: {os.strerror(exc.errno)}") from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -401,3 +401,17 @@ def test_prefetch_keeps_one_request_in_flight_per_stream(serve, prefetch):
         elapsed = time.monotonic() - t0
     assert srv.max_in_flight <= streams
     assert elapsed > 0.2  # ten pages of 20 ms each, at least, per stream
+
+
+def test_device_credentials_are_cached_only_once_dials_answered(emulator, tmp_path):
+    """Device flow (the emulator's Keycloak approves at once; cmsdials polls after 5 s):
+    the token is held in memory until DIALS answers, so a login DIALS never answers leaves
+    no cache folder behind; after the first answer the cache file is there."""
+    cache = tmp_path / "cache"
+    settings = DialsSettings(emulator.url + "/", "tracker", "device", emulator.url + "/auth/",
+                             "cern", "cms-dials-prod-confidential-app", None, None, True,
+                             str(cache))
+    with DialsClient(settings, policy=FAST) as dials:
+        assert dials.creds.token and not cache.exists()
+        assert dials.workspaces()
+        assert (cache / "creds").is_file()
