@@ -30,9 +30,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# Serve the demo world on :8765 in the foreground (Ctrl-C stops it).
+# Serve the demo world on :8765 in the foreground (Ctrl-C stops it); another port: PORT=8766.
 emulator: setup
-	$(BIN)/dialsflow-emulator serve --port 8765 --profile demo
+	$(BIN)/dialsflow-emulator serve --port $(or $(PORT),8765) --profile demo
 
 # Local Airflow state lives in .airflow/<name>/ (git-ignored): demo, standalone, deploy.
 
@@ -42,9 +42,11 @@ demo: setup
 	$(BIN)/python -m localdev.demo
 
 # `airflow standalone` on :8080 with the emulator connections (state in .airflow/standalone/):
-# open the UI, trigger with Params, backfill, read task logs. Ctrl-C stops it.
+# open the UI, trigger with Params, backfill, read task logs. Ctrl-C stops it. Other ports:
+# make airflow PORT=8081 EMULATOR_PORT=8766
 airflow: setup
-	$(BIN)/python -m localdev.standalone
+	$(BIN)/python -m localdev.standalone --port $(or $(PORT),8080) \
+		--emulator-port $(or $(EMULATOR_PORT),8765)
 
 # The seed-style baseline of the ingestion benchmark needs pandas: its own small venv (dialsflow's
 # runtime + pandas), so the dialsflow cases run as in production, without pandas.

@@ -83,7 +83,9 @@ def connections(host: str, port: int, workspace: str = "tracker", cert_class: st
             "conn_type": "http", "host": f"{base}/", "login": DEFAULT_CLIENT_ID,
             "password": DEFAULT_CLIENT_SECRET,
             "extra": {"workspace": workspace, "auth": "client_credentials",
-                      "keycloak_url": f"{base}/auth/", "realm": "cern",
+                      # no "realm": the default "cern" is under 5 characters, and
+                      # Airflow masks every string of an extra as a secret
+                      "keycloak_url": f"{base}/auth/",
                       "audience": DIALS_AUDIENCE, "verify": True},
         },
         "oms_default": {
@@ -137,6 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"dialsflow-emulator: error: serve needs the emulator extra ({exc.name} is "
               'missing): pip install "dialsflow[emulator]"', file=sys.stderr)
         return 2
+    from .process import port_in_use
     from .state import EmulatorState
 
     kinds = tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip())
@@ -170,6 +173,11 @@ def _serve(args: argparse.Namespace) -> int:
                         gateway_timeout_s=args.gateway_timeout_s,
                         server_ms_per_mb=args.server_ms_per_mb,
                         server_base_ms=args.server_base_ms, gzip=args.gzip)
+    if port_in_use(args.host, args.port):
+        print(f"dialsflow-emulator: error: port {args.port} on {args.host} is already in use; "
+              f"choose another with --port (make emulator PORT={args.port + 1})",
+              file=sys.stderr)
+        return 2
     world = build_world(args.profile, args.seed)
     state = EmulatorState(world, settings, issuer=f"http://{args.host}:{args.port}/auth/realms/cern",
                           now=args.now)

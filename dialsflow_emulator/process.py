@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -20,6 +21,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when host:port is taken (a server binding it would fail with EADDRINUSE).
+    SO_REUSEADDR as servers set it: a port left in TIME_WAIT is not "in use". Any other
+    refusal (a privileged port, an unknown address) is the server's to report."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 class EmulatorProcess:
@@ -51,7 +65,8 @@ class EmulatorProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"emulator exited with code {self._proc.returncode}: {cmd}")
+                raise RuntimeError(f"emulator exited with code {self._proc.returncode}: "
+                                   f"{self._last_line() or cmd}")
             try:
                 if requests.get(f"{self.url}/_emulator/health", timeout=1).ok:
                     return self
@@ -60,6 +75,13 @@ class EmulatorProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"emulator did not answer on {self.url} within {timeout:.0f} s")
+
+    def _last_line(self) -> str:
+        """The last line the emulator logged (its error, when it exited), if it has a log."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
 
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:

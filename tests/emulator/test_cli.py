@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from dialsflow.config.connections import CONN_IDS, DialsSettings, from_env
-from dialsflow_emulator.process import EmulatorProcess
+from dialsflow_emulator.process import EmulatorProcess, port_in_use
 
 BIN = Path(sys.executable).parent
 
@@ -95,3 +96,17 @@ def test_env_as_dotenv_is_what_an_env_file_holds():
     assert all(conns.values())
     dials = DialsSettings.from_connection(conns["dials_default"])
     assert dials.base_url == "http://127.0.0.1:9999/"
+
+
+def test_serve_on_a_busy_port_is_one_line_naming_it_and_how_to_change_it():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+        out = _run("serve", "--port", str(port))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"dialsflow-emulator: error: port {port} on 127.0.0.1 is "
+                                  f"already in use; choose another with --port (make emulator "
+                                  f"PORT={port + 1})")
+    assert not port_in_use("127.0.0.1", port)  # closed: free again
