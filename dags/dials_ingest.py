@@ -28,6 +28,7 @@ from airflow.sdk import (
     task,
 )
 
+from dialsflow.airflow.alerts import night_failure_alert
 from dialsflow.airflow.assets import output_assets
 
 POOL = "dials_api"
@@ -45,6 +46,7 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
     catchup=False,
     max_active_runs=1,  # each night plans from the manifest the previous one left
     default_args={"retries": 0},
+    on_failure_callback=night_failure_alert(),  # dialsflow_alert_* connections; none: silent
     tags=["dials", "dqm", "ingest"],
     doc_md=__doc__,
     params={
