@@ -27,7 +27,8 @@ FROM apache/airflow:slim-3.3.2-python3.11
 # pip from ever up- or downgrading Airflow itself (the official "extend the image" recipe).
 # requirements.txt pins exactly dialsflow's runtime dependencies and its `airflow` extra
 # (pyproject.toml): cmsdials, omsapi, pyarrow, numpy, ..., the celery provider, celery below
-# 5.7, the PostgreSQL drivers psycopg2-binary + asyncpg; constraints.txt pins every
+# 5.7, the PostgreSQL drivers psycopg2-binary + asyncpg, the apprise and smtp providers
+# (alerts, run by the DAG processor); constraints.txt pins every
 # transitive dependency. Nothing of development: no pandas, no emulator (requirements-dev.txt).
 COPY --chown=airflow:0 requirements.txt constraints.txt /opt/dialsflow/
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
