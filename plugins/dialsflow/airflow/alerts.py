@@ -19,8 +19,11 @@ A channel that fails is logged (without its credentials) and the other one is st
 
 from __future__ import annotations
 
+import contextlib
 import html
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +46,10 @@ class Alert:
     body: str
 
 
+#: Builds a channel's notifier for one alert.
+Sender = Callable[[Alert], BaseNotifier]
+
+
 def night_failure_alert() -> NightFailureAlert:
     """The DAG's `on_failure_callback`."""
     return NightFailureAlert()
@@ -57,7 +64,7 @@ class NightFailureAlert(BaseNotifier):
         without `get_template_env` (Airflow 3.3.2)."""
 
     def notify(self, context: Any) -> None:
-        channels = {}
+        channels: dict[str, Sender] = {}
         for conn_id, make in ((WEBHOOK_CONN_ID, _webhook_notifier),
                               (SMTP_CONN_ID, _smtp_notifier)):
             conn = _connection(conn_id)
@@ -86,12 +93,15 @@ def _connection(conn_id: str) -> Connection | None:
         return None
 
 
-def _webhook_notifier(conn: Connection) -> Any:
+def _webhook_notifier(conn: Connection) -> Sender:
     """Apprise posts the alert to the connection's URL(s) (Mattermost: `{"text": ...}`)."""
     from airflow.providers.apprise.notifications.apprise import AppriseNotifier
     from airflow.sdk.log import mask_secret
 
     config = conn.extra_dejson.get("config")
+    if isinstance(config, str):  # the hook accepts the JSON as a string too
+        with contextlib.suppress(ValueError):
+            config = json.loads(config)
     for item in config if isinstance(config, list) else [config]:
         if isinstance(item, dict) and item.get("path"):
             mask_secret(item["path"])  # the URL holds the webhook's token
@@ -100,7 +110,7 @@ def _webhook_notifier(conn: Connection) -> Any:
         apprise_conn_id=conn.conn_id)
 
 
-def _smtp_notifier(conn: Connection) -> Any:
+def _smtp_notifier(conn: Connection) -> Sender | None:
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
     extra = conn.extra_dejson
