@@ -27,6 +27,16 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
+# Debian's Chromium for the browser test (tests/ui/test_browser.py, driven by Playwright with
+# executable_path: no browser download); nothing to do when it is installed. CI runs as root.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			chromium >/dev/null; }
+
 lint: setup
 	$(BIN)/ruff check .
 

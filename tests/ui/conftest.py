@@ -49,53 +49,60 @@ class Server:
 
 
 @pytest.fixture(scope="package")
-def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Night]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An emulator (the planted failure set) and an api-server on a fresh metadata DB."""
     base = tmp_path_factory.mktemp("ui")
     passwords = base / "passwords.json"
     passwords.write_bytes(orjson.dumps({name: pw for name, pw in USERS.values()}))
     users = ",".join(f"{name}:{role.upper()}" for role, (name, _) in USERS.items())
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     with EmulatorProcess("--now", NIGHT, log_path=base / "emulator.log") as emu:
         emu.set_faults(failing_me=FAILING_ME)
         airflow = LocalAirflow(base / "home", emu, base / "out", extra_env={
             "DIALSFLOW_RETRIES": "0",
+            "AIRFLOW__API__PORT": str(port),
+            # tasks run by the executor report to this api-server (task logs land in files)
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         }).setup()
-        result = airflow.dags_test(NIGHT, {"jobs": [JOB]})
-        assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-        reports = list((base / "out" / JOB / "_reports").glob("*.json"))
-        assert len(reports) == 1
-        run_id = orjson.loads(reports[0].read_bytes())["run_id"]
-        yield Night(airflow, base / "out", run_id)
+        log_path = airflow.home / "api-server.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host",
+                                     "127.0.0.1"], env=airflow.env, cwd=ROOT, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            try:
+                _wait_healthy(url, proc, log_path)
+                yield Server(url, airflow)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
+    for _ in range(1200):
+        if proc.poll() is not None:
+            pytest.fail(f"api-server exited: {log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/api/v2/monitor/health", timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("api-server did not answer within 120 s")
 
 
 @pytest.fixture(scope="package")
-def server(night: Night) -> Iterator[Server]:
-    port = free_port()
-    env = {**night.airflow.env, "AIRFLOW__API__PORT": str(port)}
-    log = open(night.airflow.home / "api-server.log", "wb")
-    proc = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(1200):
-            if proc.poll() is not None:
-                log_text = (night.airflow.home / "api-server.log").read_text()
-                pytest.fail(f"api-server exited: {log_text[-3000:]}")
-            try:
-                if requests.get(f"{url}/api/v2/monitor/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("api-server did not answer within 120 s")
-        yield Server(url, night.airflow)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def night(server: Server) -> Night:
+    """The demo night of one job, tasks run by the (local) executor as in production."""
+    airflow = server.airflow
+    result = airflow.airflow("dags", "test", "dials_ingest", NIGHT, "-c",
+                             orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    reports = list((airflow.output_root / JOB / "_reports").glob("*.json"))
+    assert len(reports) == 1
+    return Night(airflow, airflow.output_root, orjson.loads(reports[0].read_bytes())["run_id"])
