@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# Debian's Chromium for the browser test (tests/ui/test_browser.py, driven by Playwright with
+# Debian's Chromium for the browser test (tests/ui/test_ingestion_page.py, driven by Playwright with
 # executable_path: no browser download); nothing to do when it is installed. CI runs as root.
 .PHONY: browser
 browser:
