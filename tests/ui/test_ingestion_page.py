@@ -140,3 +140,17 @@ def test_the_failed_cell_opens_its_log_with_the_cause_on_screen(log_page: Any) -
                    strict=False)
 def test_the_cause_reads_without_scrolling_sideways(log_page: Any) -> None:
     assert log_page.evaluate(WHERE, CAUSE) == "whole"
+
+
+def test_a_viewer_can_read_but_not_trigger_or_clear(server: Server, night: Night) -> None:
+    """The simple auth manager's VIEWER role: what the page needs, nothing it may not do."""
+    auth = {"Authorization": f"Bearer {server.token('viewer')}"}
+    runs = f"{server.url}/api/v2/dags/dials_ingest/dagRuns"
+    trigger = requests.post(runs, json={"logical_date": None, "conf": {}}, headers=auth,
+                            timeout=30)
+    assert trigger.status_code == 403, trigger.text
+    clear = requests.post(f"{runs}/{night.run_id}/clear", json={"dry_run": False},
+                          headers=auth, timeout=30)
+    assert clear.status_code == 403, clear.text
+    listed = requests.get(runs, headers=auth, timeout=30)
+    assert listed.status_code == 200 and listed.json()["total_entries"] == 1
