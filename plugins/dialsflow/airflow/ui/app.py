@@ -45,8 +45,9 @@ def _bearer(request: Request) -> Any:
     return HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if token else None
 
 
-def log_links() -> status.LogLink:
-    """Failed units' task logs: a unit's map index is its place in discover's return."""
+def log_links(ui_root: str = "") -> status.LogLink:
+    """Failed units' task logs (under `ui_root`, the UI's path prefix): a unit's map index
+    is its place in discover's return."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -69,7 +70,7 @@ def log_links() -> status.LogLink:
         index = indexes(run_id).get((job, dataset, me))
         if index is None:
             return None
-        return (f"/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/{MAPPED_TASK}"
+        return (f"{ui_root}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/{MAPPED_TASK}"
                 f"/mapped/{index}")
 
     return link
@@ -105,14 +106,16 @@ def create_app() -> FastAPI:
         return FileResponse(PAGE, media_type="text/html")
 
     @app.get("/api/status", dependencies=[Depends(reader)])
-    def page_data(nights: int = 7) -> ORJSONResponse:
+    def page_data(request: Request, nights: int = 7) -> ORJSONResponse:
         from dialsflow.errors import DialsflowError
 
         try:
             selected = jobs()
         except DialsflowError as err:
             raise HTTPException(status_code=500, detail=str(err)) from err
-        return ORJSONResponse(status.page_model(selected, log_links(),
+        # mounted at <UI root>/dials-ingestion: the UI may live under a path ([api] base_url)
+        ui_root = request.scope.get("root_path", "").removesuffix(URL_PREFIX)
+        return ORJSONResponse(status.page_model(selected, log_links(ui_root),
                                                 nights=max(1, min(nights, 60))))
 
     return app
