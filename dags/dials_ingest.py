@@ -29,7 +29,7 @@ from airflow.sdk import (
 )
 
 from dialsflow.airflow.alerts import night_failure_alert
-from dialsflow.airflow.assets import output_assets
+from dialsflow.airflow.assets import OUTPUTS, job_examples
 
 POOL = "dials_api"
 END_DATE = os.environ.get("DIALSFLOW_END_DATE")
@@ -50,12 +50,17 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("DIALSFLOW_RETRY_DELAY_S", 
     tags=["dials", "dqm", "ingest"],
     doc_md=__doc__,
     params={
-        "jobs": Param([], type="array", items={"type": "string"}, title="Jobs",
+        # "null" in the types: the form does not mark the field required (empty = all);
+        # examples: the form offers the jobs file's names; no enum and no pattern, whose
+        # errors come back as a JSON-schema dump: load_config rejects a bad value in one
+        # sentence instead
+        "jobs": Param([], type=["null", "array"], items={"type": "string"},
+                      title="Jobs", **job_examples(),
                       description="Job names from the jobs file; empty = every job."),
         "runs": Param(None, type=["null", "string"], title="Runs",
-                      pattern=r"^\s*(\d+\s*-\s*\d+|\d+(\s*,\s*\d+)*)\s*$",
-                      description="FIRST-LAST or a comma list: only these runs (still "
-                                  "certified, wanted by OMS and ready in DIALS ones only)."),
+                      description="FIRST-LAST (e.g. 379400-379500) or a comma list (e.g. "
+                                  "379433,379439): only these runs (still certified, wanted "
+                                  "by OMS and ready in DIALS ones only)."),
         "force": Param(False, type="boolean", title="Force re-ingest",
                        description="Re-ingest the given runs even when the manifest says "
                                    "complete (needs Runs)."),
@@ -85,12 +90,12 @@ def dials_ingest() -> None:
           max_retry_delay=timedelta(minutes=30),
           execution_timeout=timedelta(minutes=int(
               os.environ.get("DIALSFLOW_TASK_TIMEOUT_MIN", "180"))),
-          map_index_template="{{ unit_label }}")
+          # rendered from the mapped argument before the task runs, so even a try that
+          # fails at once (or is killed) keeps its label
+          map_index_template="{{ ti.task.op_kwargs['unit']['label'] }}")
     def ingest(unit: dict, config: dict) -> dict:
         from dialsflow.airflow import tasks
 
-        context = get_current_context()
-        context["unit_label"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
         return tasks.ingest(unit, config)
 
     # Idempotent like ingest, so retried like it (a lost worker kills them alike).
@@ -111,17 +116,18 @@ def dials_ingest() -> None:
 
         return tasks.certification(get_current_context()["ti"].xcom_pull(task_ids="load_config"))
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=output_assets())
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[OUTPUTS])
     def completeness(results: list[dict]) -> dict:
         """Runs whatever happened upstream; config and plan are pulled here (not passed as
         arguments) so a failed load_config/discover gives a clear message, not a render
         error."""
         from dialsflow.airflow import tasks
 
-        ti = get_current_context()["ti"]
+        context = get_current_context()
+        ti = context["ti"]
         config = ti.xcom_pull(task_ids="load_config")
         plan = ti.xcom_pull(task_ids="discover", key="plan")
-        return tasks.completeness(config, plan, list(results))
+        return tasks.completeness(config, plan, list(results), context["outlet_events"])
 
     config = load_config()
     units = discover(config)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, TriggerRule
+import pytest
+from airflow.sdk import AssetAlias, CronDataIntervalTimetable, TriggerRule
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from dialsflow.config.jobs import load_jobs
@@ -75,15 +76,52 @@ def test_ingest_is_mapped_pooled_and_retried(dag):
     assert kwargs["retries"] >= 3
     assert kwargs["retry_exponential_backoff"] == 2.0
     assert kwargs["execution_timeout"] >= timedelta(minutes=30)
-    assert ingest.map_index_template == "{{ unit_label }}"
+    # rendered from the mapped argument before the task body runs (see test_failures_and_
+    # operations for a failed one)
+    assert ingest.map_index_template == "{{ ti.task.op_kwargs['unit']['label'] }}"
 
 
 def test_completeness_always_runs_and_is_the_only_leaf(dag):
     completeness = dag.get_task("completeness")
     assert completeness.trigger_rule == TriggerRule.ALL_DONE
-    jobs = load_jobs()
-    assert {(a.name, a.uri) for a in completeness.outlets} == {
-        (f"dialsflow/{name}", job.output.as_uri()) for name, job in jobs.items()}
+    # an alias: the task names the job assets to update at run time (only those written)
+    assert completeness.outlets == [AssetAlias(name="dialsflow/written")]
+
+
+def test_assets_get_events_only_for_jobs_that_wrote_data():
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from dialsflow.airflow.assets import OUTPUTS, job_asset
+    from dialsflow.airflow.payloads import IngestResult
+    from dialsflow.airflow.tasks import _emit_written
+
+    jobs = list(load_jobs().values())
+    events = OutletEventAccessors()
+    ingested = [IngestResult(jobs[0].name, "tracker", "/A/B/DQMIO", "me", [], 0, 0),
+                IngestResult(jobs[1].name, "ecal", "/A/B/DQMIO", "me", [379433], 3, 100)]
+    _emit_written(events, jobs, ingested)
+    added = events[OUTPUTS].asset_alias_events
+    assert [(e.dest_asset_key.name, e.dest_asset_key.uri, e.extra) for e in added] == [
+        (job_asset(jobs[1].name, jobs[1].output_uri).name, jobs[1].output_uri,
+         {"runs_written": 1})]
+
+
+def test_trigger_form_lists_jobs_and_takes_a_bad_runs_in_one_sentence(dag):
+    from dialsflow.airflow import tasks
+    from dialsflow.airflow.failures import TaskFailed
+
+    schema = dag.params.get_param("jobs").schema
+    assert schema["examples"] == list(load_jobs())
+    # "null" among the types: the UI's form does not mark the field required
+    assert "null" in schema["type"] and "null" in dag.params.get_param("runs").schema["type"]
+    # no pattern (its error is a JSON-schema dump): the Param accepts, load_config refuses
+    assert "pattern" not in dag.params.get_param("runs").schema
+    dag.params.validate()
+    with pytest.raises(TaskFailed) as exc:
+        tasks.load_config({"params": {"jobs": [], "runs": "379433-"}})
+    assert str(exc.value) == ("InputError: --runs '379433-': give FIRST-LAST (e.g. "
+                              "380000-380100) or a comma list of run numbers (e.g. "
+                              "380001,380007)")
 
 
 def test_schedule_has_real_intervals(dag):

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAlias
 
 log = logging.getLogger("dialsflow")
 PREFIX = "dialsflow/"
+#: What the nightly DAG's completeness task declares: through it the task emits an event
+#: for the output Asset of each job that wrote data, and only those (a declared Asset
+#: outlet gets an event whenever the task succeeds, data or not).
+OUTPUTS = AssetAlias(name="dialsflow/written")
 
 
-def output_assets() -> list[Asset]:
-    """One Asset per job of the jobs file: downstream DAGs can be scheduled on a job's output."""
-    from dialsflow.config.jobs import load_jobs  # tiny JSON file, no network
+def job_examples() -> dict[str, list[str]]:
+    """`examples` of the Jobs Param: the jobs file's names, which the trigger form offers in
+    a multi-select; nothing when the file is unusable (the form then takes free text)."""
+    from dialsflow.config.jobs import load_jobs
 
     try:
-        jobs = load_jobs()
-    except Exception as exc:  # noqa: BLE001 - reported by the load_config task
-        log.warning("dialsflow: jobs file unusable at parse time (%s); no assets declared", exc)
-        return []
-    return [job_asset(job.name, job.output_uri) for job in jobs.values()]
+        names = list(load_jobs())
+    except Exception:  # noqa: BLE001 - reported by the load_config task
+        return {}
+    return {"examples": names} if names else {}
 
 
 def export_assets() -> list[Asset]:

@@ -20,6 +20,9 @@ from dialsflow.config.runs import RunSelection
 from dialsflow.pipeline.units import Unit
 from dialsflow.times import utc
 
+#: Length of Airflow's `task_instance.rendered_map_index` column (String(250)).
+LABEL_MAX = 250
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -66,18 +69,23 @@ class UnitTask:
 
     @property
     def label(self) -> str:
-        """Grid label of the mapped task: job, dataset and ME (the ME's last path part)."""
+        """Grid label of the mapped task and the prefix of its failure lines: job, dataset
+        without its data tier, ME's last path part; within the 250 characters Airflow's
+        `rendered_map_index` column holds."""
         key = self.unit.key
-        return f"{self.job}: {key.dataset} × {key.me.rsplit('/', 1)[-1]}"
+        dataset = "/".join(key.dataset.strip("/").split("/")[:2])
+        label = f"{self.job}: {dataset} × {key.me.rsplit('/', 1)[-1]}"
+        return label if len(label) <= LABEL_MAX else label[:LABEL_MAX - 1] + "…"
 
     def certification_of(self) -> dict[int, str]:
         """Run → the CAF file that certified it."""
         return {run: name for name, runs in self.certified_by.items() for run in runs}
 
     def to_json(self) -> dict[str, Any]:
+        # "label" is for the DAG's map_index_template only (rendered before the task runs)
         return {**self.unit.to_json(), "job": self.job, "output": str(self.output),
                 "certified_by": {k: list(v) for k, v in self.certified_by.items()},
-                "stuck": list(self.stuck)}
+                "stuck": list(self.stuck), "label": self.label}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UnitTask:

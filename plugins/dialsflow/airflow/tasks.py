@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dialsflow.airflow.connections import from_airflow
+from dialsflow.airflow.failures import known_errors
 from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitTask
 from dialsflow.config.connections import (
     CONN_IDS,
@@ -42,7 +43,7 @@ from dialsflow.pipeline.conditions import (
     write_conditions,
 )
 from dialsflow.pipeline.discovery import JobPlan, plan_job
-from dialsflow.pipeline.ingest import ingest_units, runs_to_do
+from dialsflow.pipeline.ingest import RunResult, ingest_units, runs_to_do
 from dialsflow.pipeline.preflight import preflight
 from dialsflow.pipeline.units import Unit
 from dialsflow.pipeline.verdict import Verdict, conditions_section, judge, report_document
@@ -82,6 +83,7 @@ def window(context: dict[str, Any]) -> tuple[datetime, datetime]:
     return run_after - timedelta(days=1), run_after
 
 
+@known_errors
 def load_config(context: dict[str, Any]) -> dict[str, Any]:
     """Validate the jobs file, the params and the connections before any work is split.
 
@@ -110,6 +112,7 @@ def load_config(context: dict[str, Any]) -> dict[str, Any]:
 # ---- discover -------------------------------------------------------------------------------
 
 
+@known_errors
 def discover(config_json: dict[str, Any]) -> dict[str, Any]:
     """Per job, every run with its status and tonight's units: NightPlan JSON.
 
@@ -167,6 +170,7 @@ def unit_label(unit_json: dict[str, Any]) -> str:
     return UnitTask.from_json(unit_json).label
 
 
+@known_errors
 def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, Any]:
     """Fetch the unit's due runs into parquet; raise naming every run that failed."""
     task, config = UnitTask.from_json(unit_json), RunConfig.from_json(config_json)
@@ -176,28 +180,56 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
     # DAG runs (backfill days, a manual run beside the nightly one) never fetch a run twice.
     with unit_lock(outdir, unit.key):
         todo = runs_to_do(Manifest(outdir), unit, force=config.force, since=config.started)
-        log.info("dialsflow: %s: %d runs due, %d to fetch now", unit.key, len(unit.runs),
-                 len(todo))
+        log.info("dialsflow: %s: %d runs due, %d to fetch now (%s × %s)", task.label,
+                 len(unit.runs), len(todo), unit.key.dataset, unit.key.me)
         with _dials_client(unit.key.workspace, pool_size=RUN_CONCURRENCY) as client:
             report = ingest_units(client, [replace(unit, runs=tuple(todo))], outdir,
                                   test=config.test, concurrency=RUN_CONCURRENCY,
+                                  on_result=RunLog(task.label, len(todo)),
                                   certified_by=task.certification_of(),
                                   stuck=frozenset(task.stuck))
-    for failed in report.failed:
-        log.error("dialsflow: failed: %s", failed.error)
+    log.info("dialsflow: %s: %d runs written, %d failed", task.label, len(report.written),
+             len(report.failed))
     if report.failed:
-        causes = "; ".join(str(r.error) for r in report.failed[:3])
+        causes = "; ".join(f"run {r.run}: {cause(r)}" for r in report.failed[:3])
         more = f" (and {len(report.failed) - 3} more)" if len(report.failed) > 3 else ""
-        raise UnitFailed(f"{len(report.failed)} of {len(todo)} runs failed: {causes}{more}")
+        raise UnitFailed(f"{task.label}: {len(report.failed)} of {len(todo)} runs failed: "
+                         f"{causes}{more}")
     return IngestResult(task.job, unit.key.workspace, unit.key.dataset, unit.key.me,
                         [r.run for r in report.written],
                         sum(r.rows for r in report.written),
                         sum(r.file_bytes for r in report.written)).to_json()
 
 
+def cause(result: RunResult) -> str:
+    """A failed run's error without the dataset × ME × run it starts with."""
+    key = result.key
+    return (result.error or "").removeprefix(f"{key.dataset} × {key.me} run {result.run}: ")
+
+
+class RunLog:
+    """One line per run of a mapped ingest task: the task's label, never the full dataset ×
+    ME path, and a failed run's line names job, dataset, ME, run and cause."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+
+    def __call__(self, r: RunResult) -> None:
+        self.done += 1
+        at = f"[{self.done}/{self.total}]"
+        if r.error:
+            log.error("dialsflow: %s run %d failed: %s %s", self.label, r.run, cause(r), at)
+        elif r.skipped:
+            log.info("dialsflow: run %d: complete in the manifest, skipped %s", r.run, at)
+        else:
+            log.info("dialsflow: run %d: %d rows, %.2f MB JSON -> %.2f MB parquet %s", r.run,
+                     r.rows, r.json_bytes / 1e6, r.file_bytes / 1e6, at)
+
+
 # ---- conditions -----------------------------------------------------------------------------
 
 
+@known_errors
 def conditions(config_json: dict[str, Any], plan_json: dict[str, Any]) -> dict[str, Any]:
     """Per job with conditions enabled, write the per-LS OMS conditions of the runs due
     tonight (rewritten when the night is forced) and of every run with maps on disk but no
@@ -291,12 +323,14 @@ def _conditions_checks(job: Job, units: list[Unit]) -> tuple[list[ConditionsChec
 # ---- completeness -------------------------------------------------------------------------
 
 
+@known_errors
 def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] | None,
-                 results: list[dict[str, Any]]) -> dict[str, Any]:
+                 results: list[dict[str, Any]], outlet_events: Any = None) -> dict[str, Any]:
     """Compare DBS, DIALS and parquet lumisections of every unit × run due tonight, per
     job; write `<output>/_reports/<run id>.json`, log a table, and fail the DAG run on our
     failures (parquet lacking what DIALS has, failed units) or upstream gaps beyond the
-    job's tolerance."""
+    job's tolerance. A night that passes emits, through `outlet_events` (the task's
+    context), an event for the output Asset of each job that wrote runs, and no other."""
     if config_json is None or plan_json is None:
         step = "load_config" if config_json is None else "discover"
         raise CompletenessFailed(f"nothing to check: {step} failed (see its log)")
@@ -319,8 +353,24 @@ def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] |
     if failed:
         raise CompletenessFailed("; ".join(f"job {name}: {v.first_failures()}"
                                            for name, v in failed.items()))
+    if outlet_events is not None:
+        _emit_written(outlet_events, jobs, ingested)
     return {name: {"verdict": verdict.text, "report": path}
             for name, (verdict, path) in verdicts.items()}
+
+
+def _emit_written(outlet_events: Any, jobs: list[Job], ingested: list[IngestResult]) -> None:
+    """An event on each job's output Asset, through the task's alias, for jobs that wrote
+    runs tonight; its extra says how many."""
+    from dialsflow.airflow.assets import OUTPUTS, job_asset
+
+    for job in jobs:
+        runs = {run for r in ingested if r.job == job.name for run in r.written}
+        if runs:
+            outlet_events[OUTPUTS].add(job_asset(job.name, job.output_uri),
+                                       extra={"runs_written": len(runs)})
+            log.info("dialsflow: job %s wrote %d runs: event on its output asset", job.name,
+                     len(runs))
 
 
 def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[IngestResult],
@@ -335,8 +385,6 @@ def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[Inge
     report = None
     if scope:
         report = check_units(job.output, scope, dbs, dials)
-        log.info("dialsflow: completeness of job %s (DBS vs DIALS vs parquet):\n%s", job.name,
-                 report.render_table())
     notes = night.job_notes(job.name)
     explained = {(item["dataset"], item["run"])
                  for item in [*notes.get("stuck", []), *notes.get("failed_upstream", [])]}
@@ -345,6 +393,10 @@ def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[Inge
     verdict = Verdict(judge(report, [u.key for u in failed], job.completeness_tolerance,
                             test=config.test, explained=explained,
                             unwritten_conditions=unwritten), report, explained)
+    if report is not None:
+        log.info("dialsflow: completeness of job %s (DBS vs DIALS vs parquet, tolerance "
+                 "%.0f%%):\n%s", job.name, 100 * job.completeness_tolerance,
+                 report.render_table(verdict=verdict.headline))
     document = report_document(
         job=job.name, tolerance=job.completeness_tolerance,
         night={"run_id": config.run_id, "window": list(config.window), "runs": config.runs,

@@ -204,9 +204,11 @@ class CompletenessReport:
                 "summary": self.summary(), "units": units,
                 "overlaps": [o.to_json() for o in self.overlaps]}
 
-    def render_table(self, max_ls_chars: int = 60) -> str:
+    def render_table(self, max_ls_chars: int = 60, verdict: str | None = None) -> str:
         """One line per dataset × ME × run with issues, then a summary; plain text for logs.
-        MEs are shown by their shortest path suffix that is unique in the report."""
+        MEs are shown by their shortest path suffix that is unique in the report. The
+        summary starts with `verdict` when a caller judged the numbers (a tolerance), so
+        table and verdict never disagree; else with complete/INCOMPLETE."""
         short = _short_names([k.me for k in self.units])
         head = ["dataset", "ME", "run", "DBS"]
         if self.with_dials:
@@ -238,15 +240,16 @@ class CompletenessReport:
             lines.append(f"overlap: {o.n_ls} LS in {len(o.lumis)} runs are in both "
                          f"{o.datasets[0]} and {o.datasets[1]} (runs "
                          f"{format_ranges(o.lumis, max_ls_chars)})")
-        lines.append(self._summary_line())
+        lines.append(self._summary_line(verdict))
         return "\n".join(lines)
 
-    def _summary_line(self) -> str:
+    def _summary_line(self, verdict: str | None = None) -> str:
         t = self.totals()
         dbs = t["dbs"] or 0
         missing = t["missing_in_parquet"] or 0
         share = f" ({100 * missing / dbs:.1f} %)" if dbs else ""
-        text = (f"{'complete' if self.complete else 'INCOMPLETE'}: {len(self.units)} dataset × "
+        verdict = verdict or ("complete" if self.complete else "INCOMPLETE")
+        text = (f"{verdict}: {len(self.units)} dataset × "
                 f"ME units, {len(self.checks)} runs checked, {len(self.problems)} with issues; "
                 f"DBS {dbs} LS, missing in parquet {missing}{share}")
         if self.with_dials:

@@ -73,6 +73,11 @@ class Verdict:
                        for c in self.report.checks)
         return WITH_UPSTREAM_GAPS if reported else WITHIN_TOLERANCE
 
+    @property
+    def headline(self) -> str:
+        """The verdict without its failures: what the completeness table's summary says."""
+        return "FAILED" if self.failures else self.text
+
     def first_failures(self, n: int = 3) -> str:
         more = (f" (and {len(self.failures) - n} more, see the report)"
                 if len(self.failures) > n else "")

@@ -41,9 +41,10 @@ def test_unit_task_keeps_the_mapped_kwargs_flat_and_labels_the_grid():
                     "job": "zb", "output": "/srv/out/zb",
                     "certified_by": {"Cert_Collisions2024_379433_380013_Golden.json": [380001],
                                      "Cert_Collisions2024_379433_380100_Golden.json": [380003]},
-                    "stuck": [380003]}
+                    "stuck": [380003], "label": TASK.label}
     assert UnitTask.from_json(data) == TASK
-    assert TASK.label == f"zb: {KEY.dataset} × charge_PXLayer_1"
+    # the dataset without its data tier: the DAG's map_index_template reads "label"
+    assert TASK.label == f"zb: {'/'.join(KEY.dataset.split('/')[1:3])} × charge_PXLayer_1"
     assert TASK.certification_of() == {
         380001: "Cert_Collisions2024_379433_380013_Golden.json",
         380003: "Cert_Collisions2024_379433_380100_Golden.json"}

@@ -27,6 +27,7 @@ def test_manual_run_without_logical_date_takes_the_day_before_run_after():
 
 
 def test_labels_and_report_names():
-    assert unit_label(UNIT) == f"j: {KEY.dataset} × charge_PXLayer_1"
+    assert unit_label(UNIT) == f"j: {KEY.dataset.strip('/').rsplit('/', 1)[0]} × " \
+        "charge_PXLayer_1"
     assert safe_run_id("manual__2026-11-25T02:39:50.126+00:00") == \
         "manual__2026-11-25T02_39_50.126_00_00"
