@@ -70,9 +70,11 @@ def test_first_task_fails_with_one_clear_line(home, emu, case):
     out = airflow.dags_test(LOGICAL, conf)
     log = out.stdout + out.stderr
     assert out.returncode == 1, log[-3000:]
-    # the exception's own line: "dialsflow.errors.InputError: <one clear sentence>"
-    errors = [line for line in log.splitlines()
-              if line.startswith("dialsflow.") and message in line]
-    assert len(errors) == 1, log[-3000:]
+    # one clear line of ours, then Airflow's one line (exit_code is the error), and no
+    # traceback around them: a known error leaves the task as a SystemExit
+    errors = [line for line in log.splitlines() if "[error" in line and message in line]
+    assert len(errors) == 2, log[-3000:]
+    assert "] dialsflow: " in errors[0] and "Task exited" in errors[1]
+    assert "Task failed with exception" not in log
     assert "starting task_id=load_config" in log
     assert "starting task_id=discover" not in log  # nothing ran after the first task
