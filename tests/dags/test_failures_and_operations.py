@@ -79,14 +79,16 @@ def test_a_failure_reads_at_first_sight(airflow, night):
         "select map_index from task_instance where task_id = 'ingest' and state = 'failed'")
     text = task_log(night, "ingest", failed)
     errors = [line for line in text.splitlines() if "[error" in line]
-    # the first error line: job, dataset and ME (short), run and cause
-    assert re.search(rf"{re.escape(LABEL)} run ({RUNS[0]}|{RUNS[1]}) failed: DIALS answered "
-                     r"HTTP 500", errors[0]), errors[0]
+    # the first error line: run and cause first, then job, dataset and ME (short)
+    assert re.search(rf"run ({RUNS[0]}|{RUNS[1]}) failed: DIALS answered HTTP 500.* "
+                     rf"\({re.escape(LABEL)}\)", errors[0]), errors[0]
     # the full dataset × ME path once (the task's first line), never in per-run lines
     assert text.count(f"DQMIO × {BPIX_L2}") == 1
     # a known error: its own line and Airflow's one line, no traceback
     assert "Traceback" not in text and "Task failed with exception" not in text
-    assert "Task exited" in errors[-1] and "UnitFailed: " + LABEL in errors[-1]
+    assert "Task exited" in errors[-1] and re.search(
+        rf"UnitFailed: \d+ of \d+ runs failed: run \d+: DIALS answered HTTP 500.*"
+        rf"\({re.escape(LABEL)}\)", errors[-1]), errors[-1]
 
 
 def test_no_connection_value_is_too_short_to_mask(night):

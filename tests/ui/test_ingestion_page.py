@@ -134,10 +134,6 @@ def test_the_failed_cell_opens_its_log_with_the_cause_on_screen(log_page: Any) -
     assert log_page.evaluate(WHERE, CAUSE) in ("whole", "cut")
 
 
-@pytest.mark.xfail(reason="log lines repeat job, dataset and the long ME name before the "
-                          "cause, which then ends past the log pane's right edge "
-                          "(issue 12, item 2: failures that read at first sight)",
-                   strict=False)
 def test_the_cause_reads_without_scrolling_sideways(log_page: Any) -> None:
     assert log_page.evaluate(WHERE, CAUSE) == "whole"
 

@@ -193,8 +193,8 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
     if report.failed:
         causes = "; ".join(f"run {r.run}: {cause(r)}" for r in report.failed[:3])
         more = f" (and {len(report.failed) - 3} more)" if len(report.failed) > 3 else ""
-        raise UnitFailed(f"{task.label}: {len(report.failed)} of {len(todo)} runs failed: "
-                         f"{causes}{more}")
+        raise UnitFailed(f"{len(report.failed)} of {len(todo)} runs failed: {causes}{more} "
+                         f"({task.label})")
     return IngestResult(task.job, unit.key.workspace, unit.key.dataset, unit.key.me,
                         [r.run for r in report.written],
                         sum(r.rows for r in report.written),
@@ -208,8 +208,9 @@ def cause(result: RunResult) -> str:
 
 
 class RunLog:
-    """One line per run of a mapped ingest task: the task's label, never the full dataset ×
-    ME path, and a failed run's line names job, dataset, ME, run and cause."""
+    """One line per run of a mapped ingest task, never the full dataset × ME path: a failed
+    run's line names run and cause first (they read without scrolling), then the task's
+    label (job, short dataset, short ME)."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total, self.done = label, total, 0
@@ -218,7 +219,7 @@ class RunLog:
         self.done += 1
         at = f"[{self.done}/{self.total}]"
         if r.error:
-            log.error("dialsflow: %s run %d failed: %s %s", self.label, r.run, cause(r), at)
+            log.error("dialsflow: run %d failed: %s (%s) %s", r.run, cause(r), self.label, at)
         elif r.skipped:
             log.info("dialsflow: run %d: complete in the manifest, skipped %s", r.run, at)
         else:
