@@ -15,7 +15,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from dialsflow.errors import DialsflowError
+from dialsflow.airflow.failures import TaskFailed
 from dialsflow.pipeline.verdict import WITHIN_TOLERANCE
 from dialsflow.store.layout import UnitKey, certification_table, conditions_runs, run_file
 from dialsflow.store.manifest import Manifest
@@ -79,19 +79,19 @@ def test_a_season_night_by_night(season):
         for unit in plan["units"]:
             try:
                 results.append(tasks.ingest(unit, config))
-            except DialsflowError:
+            except TaskFailed:
                 results.append(None)
         for r in results:
             written.update(r["written"] if r else ())
         try:  # beside ingest in the DAG; its failure fails completeness
             tasks.conditions(config, plan)
-        except DialsflowError as exc:
+        except TaskFailed as exc:
             verdicts[f"conditions failed: {exc}"[:60]] += 1
         refreshes.append(tasks.certification(config)[JOB]["table_written"])
         try:
             out = tasks.completeness(config, plan, results)
             verdicts.update(v["verdict"] for v in out.values())
-        except DialsflowError as exc:
+        except TaskFailed as exc:
             verdicts[f"failed: {exc}"[:60]] += 1
 
     final = emu.truth()

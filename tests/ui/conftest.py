@@ -64,6 +64,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "AIRFLOW__API__PORT": str(port),
             # tasks run by the executor report to this api-server (task logs land in files)
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            # the executor's log servers: own ports, beside any other Airflow on the machine
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         }).setup()
@@ -104,5 +107,5 @@ def night(server: Server) -> Night:
                              orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     reports = list((airflow.output_root / JOB / "_reports").glob("*.json"))
-    assert len(reports) == 1
+    assert len(reports) == 1, result.stdout[-3000:] + result.stderr[-3000:]
     return Night(airflow, airflow.output_root, orjson.loads(reports[0].read_bytes())["run_id"])
