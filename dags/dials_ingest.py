@@ -1,7 +1,7 @@
 """Nightly DIALS → parquet ingestion of newly certified runs: wiring only.
 
 load_config → discover → ingest (one mapped task per concrete dataset × ME, pool `dials_api`)
-and, beside it, conditions (per-LS OMS conditions of the runs) → certification (per-LS
+→ conditions (per-LS OMS conditions of the runs) and certification (per-LS
 Golden/DCS flags once the maps landed) → completeness (always runs; fails the DAG run on our
 failures, a failed conditions task included). The logic lives in
 `dialsflow.airflow.tasks`; nothing here touches the network or reads more than the
@@ -98,8 +98,12 @@ def dials_ingest() -> None:
 
         return tasks.ingest(unit, config)
 
-    # Idempotent like ingest, so retried like it (a lost worker kills them alike).
-    @task(retries=RETRIES, retry_delay=RETRY_DELAY)
+    # Idempotent like ingest, so retried like it (a lost worker kills them alike). After the
+    # maps (whatever failed, not after a failed load_config/discover): its table is compared
+    # with the maps' LS, and a task queued beside the ingest tasks could be lost with a
+    # Celery worker the database outage left stuck (docs/deployment.md, reliability).
+    @task(retries=RETRIES, retry_delay=RETRY_DELAY,
+          trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def conditions(config: dict) -> dict:
         """Per-LS OMS conditions beside the maps; the plan is pulled as completeness pulls
         it."""
@@ -133,7 +137,7 @@ def dials_ingest() -> None:
     units = discover(config)
     results = ingest.partial(config=config).expand(unit=units)
     oms_conditions = conditions(config)
-    units >> oms_conditions
+    [units, results] >> oms_conditions
     ls_certification = certification()
     results >> ls_certification
     [config, units, oms_conditions, ls_certification] >> completeness(results)

@@ -56,9 +56,12 @@ def test_shape(dag):
                                                                "conditions", "completeness"}
     assert dag.get_task("discover").downstream_task_ids == {"ingest", "conditions",
                                                             "completeness"}
-    assert dag.get_task("ingest").downstream_task_ids == {"certification", "completeness"}
-    # beside ingest, not after it; completeness runs whatever happened to it
+    assert dag.get_task("ingest").downstream_task_ids == {"conditions", "certification",
+                                                          "completeness"}
+    # completeness runs whatever happened to conditions
     assert dag.get_task("conditions").downstream_task_ids == {"completeness"}
+    # after the maps, whatever failed among them, but not after a failed load_config/discover
+    assert dag.get_task("conditions").trigger_rule == TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
     # the per-LS table covers tonight's maps, also when some units failed
     certification = dag.get_task("certification")
     assert certification.downstream_task_ids == {"completeness"}
