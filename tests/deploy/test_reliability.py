@@ -318,9 +318,9 @@ def test_postgres_restart_mid_run_recovers(topo: Topology) -> None:
     for good: nothing schedules `completeness`. deploy/native therefore runs every
     component under compose's `restart: always` (`supervise.py`): the three are started
     again, the new scheduler adopts the run, and it succeeds with the complete night. A task
-    queued to Celery just before the outage can be taken by the worker and never started
-    (seen with `conditions` beside the ingest tasks); the scheduler requeues it after
-    `[scheduler] task_queued_timeout` (600 s by default; 30 s here)."""
+    queued to Celery just before the outage was once taken by the worker and never started
+    (when `conditions` ran beside the ingest tasks; docs/deployment.md); the queued timeout
+    below makes the scheduler requeue such a task soon."""
     t0 = time.monotonic()
     job = topo.jobs["pgrestart"]
     run_id = topo.trigger("pgrestart")
