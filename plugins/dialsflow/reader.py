@@ -46,7 +46,7 @@ from dialsflow.store.layout import (
 )
 
 # numpy → Arrow without `pa.array`, whose first call looks for pandas (~40 ms)
-from dialsflow.store.parquet import _arrow
+from dialsflow.store.parquet import arrow_array
 
 CERTIFIED = ("golden", "dcs")
 KEY_COLUMNS = ("run_number", "ls_number", "entries")
@@ -86,7 +86,7 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """Rows of `table` by position; -1 gives a row of nulls."""
     missing = rows < 0
     if not missing.any():
-        return table.take(_arrow(rows))
+        return table.take(arrow_array(rows))
     valid = pa.py_buffer(np.packbits(~missing, bitorder="little"))
     indices = pa.Array.from_buffers(pa.int64(), len(rows),
                                     [valid, pa.py_buffer(np.maximum(rows, 0))])
@@ -297,8 +297,8 @@ def _conditions(outdir: Path, scan: _Scan, columns: Sequence[str] | None) -> pa.
 
 def _where_table(outdir: Path, scan: _Scan) -> pa.Table:
     """What `where` may name: run_number, ls_number, entries and every conditions column."""
-    table = pa.table({"run_number": _arrow(scan.run), "ls_number": _arrow(scan.ls),
-                      "entries": _arrow(scan.entries)})
+    table = pa.table({"run_number": arrow_array(scan.run), "ls_number": arrow_array(scan.ls),
+                      "entries": arrow_array(scan.entries)})
     if conditions_dir(outdir).is_dir():
         extra = _conditions(outdir, scan, None)
         for name in extra.column_names:
@@ -311,7 +311,7 @@ def _where_mask(outdir: Path, scan: _Scan, where: Any) -> np.ndarray:
         raise InputError(f"where must be a pyarrow.compute Expression such as "
                          f"pc.field('pileup') > 25, not {type(where).__name__}")
     table = _where_table(outdir, scan)
-    table = table.append_column("__row", _arrow(np.arange(len(scan.run), dtype=np.int64)))
+    table = table.append_column("__row", arrow_array(np.arange(len(scan.run), dtype=np.int64)))
     try:
         kept = table.filter(where).column("__row").to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:

@@ -43,6 +43,7 @@ from dialsflow.store.layout import (
     units_on_disk,
 )
 from dialsflow.store.manifest import Manifest
+from dialsflow.store.parquet import arrow_array
 
 log = logging.getLogger("dialsflow")
 
@@ -145,18 +146,20 @@ def export_units(outdir: Path, units: list[UnitKey], to: Path, *,
                              f"{targets[target].workspace}) would both export to "
                              f"{target.name}: export them to different folders")
         targets[target] = key
-    if not allow_empty and not any(_wanted(outdir, key, runs) for key in units):
+    wanted = {key: _wanted(outdir, key, runs) for key in units}  # one manifest read per unit
+    if not allow_empty and not any(wanted.values()):
         raise InputError(f"nothing to export: no complete run{f' in {runs}' if runs else ''} "
                          f"under {outdir} for the chosen datasets and MEs")
     ensure_writable(to)
     atomic.sweep_temporaries(to)
-    return [export_unit(outdir, key, target, runs) for target, key in targets.items()]
+    return [export_unit(outdir, key, target, wanted[key], runs)
+            for target, key in targets.items()]
 
 
-def export_unit(outdir: Path, key: UnitKey, target: Path,
+def export_unit(outdir: Path, key: UnitKey, target: Path, wanted: list[int],
                 runs: RunSelection | None = None) -> ExportResult:
-    """One unit's complete runs (within `runs`) into `target`, unless it is up to date."""
-    wanted = _wanted(outdir, key, runs)
+    """One unit's `wanted` runs (its complete runs within `runs`) into `target`, unless it
+    is up to date."""
     if not wanted:
         log.info("export: %s has no complete run%s; nothing written", key,
                  f" in {runs}" if runs else "")
@@ -268,10 +271,5 @@ def _nest(flat: pa.ListArray, y_bin: np.ndarray, x_bin: np.ndarray, path: Path) 
     np.cumsum(np.repeat(x_bin, y_bin), out=inner[1:])
     outer = np.zeros(len(y_bin) + 1, dtype=np.int32)
     np.cumsum(y_bin, out=outer[1:])
-    rows = pa.ListArray.from_arrays(_offsets(inner), values)
-    return pa.ListArray.from_arrays(_offsets(outer), rows)
-
-
-def _offsets(values: np.ndarray) -> pa.Array:
-    """int32 offsets over numpy's buffer (`pa.array(ndarray)` would import pandas if there)."""
-    return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(values)])
+    rows = pa.ListArray.from_arrays(arrow_array(inner), values)
+    return pa.ListArray.from_arrays(arrow_array(outer), rows)

@@ -31,7 +31,7 @@ from dialsflow.lumis import to_ranges
 from dialsflow.store import atomic
 from dialsflow.store.layout import conditions_file, conditions_manifest_file
 from dialsflow.store.manifest import file_sha256
-from dialsflow.store.parquet import _public_url
+from dialsflow.store.parquet import public_url
 from dialsflow.times import now_iso, utc
 
 CONDITIONS_VERSION = 1
@@ -110,7 +110,7 @@ def footer_metadata(spec: ConditionsSpec, source_url: str) -> dict[str, str]:
     from dialsflow import __version__
 
     return {"dialsflow.conditions_version": str(CONDITIONS_VERSION),
-            "dialsflow.version": __version__, "dialsflow.oms_source": _public_url(source_url),
+            "dialsflow.version": __version__, "dialsflow.oms_source": public_url(source_url),
             "dialsflow.conditions_spec": orjson.dumps(spec.to_json()).decode(),
             "dialsflow.lumi_unit": LUMI_UNIT}
 
@@ -145,7 +145,7 @@ def publish(outdir: Path, run: int, table: pa.Table, spec: ConditionsSpec,
         run=run, rows=table.num_rows,
         ls_ranges=to_ranges(table.column("ls_number").to_pylist()),
         bytes=target.stat().st_size, sha256=file_sha256(target), written_at=now_iso(),
-        spec=spec.to_json(), source=_public_url(source_url))
+        spec=spec.to_json(), source=public_url(source_url))
     atomic.write_bytes(conditions_manifest_file(outdir, run),
                        orjson.dumps(asdict(entry), option=orjson.OPT_INDENT_2))
     return entry

@@ -64,7 +64,7 @@ def writer_options() -> dict[str, Any]:
             "use_byte_stream_split": ["data.list.element"]}
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """`url` without user, password, query or fragment: nothing secret goes into a file."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -80,7 +80,7 @@ def footer_metadata(*, dataset_id: int, me_id: int, workspace: str, source_url: 
     meta = {VERSION_KEY: str(SCHEMA_VERSION), "dialsflow.version": __version__,
             "dialsflow.dataset_id": str(int(dataset_id)), "dialsflow.me_id": str(int(me_id)),
             "dialsflow.dim": str(int(dim)), "dialsflow.workspace": workspace,
-            "dialsflow.source_url": _public_url(source_url)}
+            "dialsflow.source_url": public_url(source_url)}
     if certification:
         meta["dialsflow.certification"] = certification
     return meta
@@ -90,7 +90,7 @@ _NUMPY_TO_ARROW = {np.dtype(np.int32): pa.int32(), np.dtype(np.int64): pa.int64(
                    np.dtype(np.float64): pa.float64()}
 
 
-def _arrow(values: np.ndarray) -> pa.Array:
+def arrow_array(values: np.ndarray) -> pa.Array:
     """A 1-D numpy array as an Arrow array over the same memory. Not `pa.array(ndarray)`:
     pyarrow imports pandas for that (~1 s and ~60 MB of RSS, for nothing)."""
     values = np.ascontiguousarray(values)
@@ -112,19 +112,19 @@ def _data(rows: list[dict[str, Any]]) -> pa.Array:
     if grid is not None and grid.ndim >= 2:
         n = grid.shape[0]
         per_row = int(np.prod(grid.shape[1:]))
-        return pa.ListArray.from_arrays(_arrow(np.arange(n + 1, dtype=np.int32) * per_row),
-                                        _arrow(grid.reshape(-1)))
+        return pa.ListArray.from_arrays(arrow_array(np.arange(n + 1, dtype=np.int32) * per_row),
+                                        arrow_array(grid.reshape(-1)))
     flats = [_flat(r["data"]) for r in rows]  # ragged rows: rare, per value in Python
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum([len(f) for f in flats], out=offsets[1:])
     values = np.fromiter(chain.from_iterable(flats), dtype=np.float64, count=int(offsets[-1]))
-    return pa.ListArray.from_arrays(_arrow(offsets), _arrow(values))
+    return pa.ListArray.from_arrays(arrow_array(offsets), arrow_array(values))
 
 
 def _column(values: list[Any], dtype: type, arrow_type: pa.DataType) -> pa.Array:
     """Via numpy: `pa.array` of a Python list makes pyarrow import pandas, too."""
     try:
-        return _arrow(np.fromiter(values, dtype=dtype, count=len(values)))
+        return arrow_array(np.fromiter(values, dtype=dtype, count=len(values)))
     except (TypeError, ValueError, OverflowError):  # nulls or odd values: pyarrow decides
         return pa.array(values, type=arrow_type)
 
@@ -159,7 +159,7 @@ def sort_batches(batches: list[pa.RecordBatch]) -> pa.Table:
     table = pa.Table.from_batches(batches, schema=SCHEMA)
     keys = [table.column(c).to_numpy() for c in SORTING]
     if len(table) > 1 and not _ordered(keys):
-        table = table.take(_arrow(np.lexsort(keys[::-1]).astype(np.int64)))
+        table = table.take(arrow_array(np.lexsort(keys[::-1]).astype(np.int64)))
     return table
 
 
