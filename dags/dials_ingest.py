@@ -75,7 +75,9 @@ def dials_ingest() -> None:
 
         return tasks.load_config(get_current_context())
 
-    @task
+    # Reads only (DIALS, OMS, CAF, DBS; the manifest): a try that ran out of its HTTP retry
+    # budget in a burst of transient faults is simply tried again.
+    @task(retries=RETRIES, retry_delay=RETRY_DELAY)
     def discover(config: dict) -> list[dict]:
         """Returns the units to map over; the whole plan (for completeness) goes to XCom
         key "plan" (Airflow maps only over return values)."""
