@@ -115,6 +115,11 @@ def log_page(server: Server, night: Night) -> Iterator[Any]:
                     for i in range(failed.count())} == {"2"}
             expect(job.locator('[data-status="complete"]').first).to_be_visible()
             expect(job.locator('[data-status="excluded"]').first).to_be_attached()
+            # the night's first failure line whole on screen: short names, wrapped
+            first = job.locator("ul.failures li").first
+            expect(first).to_contain_text("ingestion failed for ZeroBias/Run2024C")
+            frame = next(f for f in page.frames if "/dials-ingestion" in f.url)
+            assert frame.evaluate(WHERE, first.inner_text()) == "whole"
             if os.environ.get("DIALSFLOW_SCREENSHOTS"):
                 page.screenshot(path=str(SCREENSHOT),
                                 clip={"x": 0, "y": 0, "width": 1100, "height": 720})

@@ -90,3 +90,18 @@ def test_page_reads_the_last_nights_newest_first_and_disk(tmp_path: Path) -> Non
         "job": "none", "output": str(tmp_path / "absent"), "disk_bytes": 0, "nights": []}
     assert demo["nights"][0]["verdict"] == "failed"
     assert orjson.loads(orjson.dumps(page)) == page  # what the app sends
+
+
+def test_failures_name_units_by_their_short_names() -> None:
+    """The page's failure lines name dataset and ME as the matrix does, nothing else is
+    changed, so the cause stays on screen."""
+    failures = [f"ingestion failed for {DS} × {L2} (see its mapped task log)",
+                f"{DS} × {L1} run 11: DIALS lacks 17% of the DBS lumisections (tolerance 10%)",
+                "run 12: no per-LS OMS conditions table (see the conditions task log)"]
+    got = status.night_model(report("n1", failures=failures))["failures"]
+    assert got == [
+        "ingestion failed for ZeroBias/Run2024C-PromptReco-v1 × occupancy_PXLayer_2 "
+        "(see its mapped task log)",
+        "ZeroBias/Run2024C-PromptReco-v1 × occupancy_PXLayer_1 run 11: DIALS lacks 17% of "
+        "the DBS lumisections (tolerance 10%)",
+        failures[2]]

@@ -101,3 +101,21 @@ def test_tokens_shorter_lived_than_omsapis_renewal_window():
         first = [r.run_number for r in client.runs_numbered(379412, 379500)]
         time.sleep(3)
         assert [r.run_number for r in client.runs_numbered(379412, 379500)] == first != []
+
+
+def test_a_token_about_to_end_is_renewed_before_the_query():
+    """A query after the token's life is sent once, with a new token, and never meets a 401:
+    each try makes one data request, so a burst of transient faults cannot take two
+    chances per try (seen as a discover task running out of retries in CI)."""
+    with EmulatorProcess("--token-ttl", "3") as emu:
+        client = oms(emu, "direct")
+        first = [r.run_number for r in client.runs_numbered(379412, 379500)]
+        time.sleep(3)
+        before = emu.stats()["requests"]
+        assert [r.run_number for r in client.runs_numbered(379412, 379500)] == first != []
+        after = emu.stats()["requests"]
+    grown = {path: n - before.get(path, 0) for path, n in after.items()
+             if n != before.get(path, 0) and not path.startswith("/_emulator/")}
+    tokens = {p: n for p, n in grown.items() if p.startswith("/auth/")}
+    data = {p: n for p, n in grown.items() if p.endswith("/runs")}
+    assert list(tokens.values()) == [1] and list(data.values()) == [1], grown

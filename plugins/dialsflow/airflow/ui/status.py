@@ -114,12 +114,22 @@ def night_matrix(report: Mapping[str, Any], log_link: LogLink = no_links) -> dic
     }
 
 
+def short_failure(text: str, units: Iterable[Mapping[str, Any]]) -> str:
+    """A report's failure line with each unit's dataset and ME in the matrix's short names:
+    the full paths repeated on every line hid the cause past the right edge."""
+    for u in units:
+        text = text.replace(f"{u['dataset']} × {u['me']}",
+                            f"{u['dataset_label']} × {u['label']}")
+    return text
+
+
 def night_model(report: Mapping[str, Any], log_link: LogLink = no_links) -> dict[str, Any]:
     """One night of one job: its verdict, first failures and matrix."""
+    matrix = night_matrix(report, log_link)
     return {"run_id": report.get("run_id"), "window": report.get("window"),
             "verdict": verdict_class(report), "verdict_text": report.get("verdict", ""),
-            "failures": list(report.get("failures", [])), "test": bool(report.get("test")),
-            "matrix": night_matrix(report, log_link)}
+            "failures": [short_failure(f, matrix["units"]) for f in report.get("failures", [])],
+            "test": bool(report.get("test")), "matrix": matrix}
 
 
 def reports(outdir: Path, nights: int) -> list[dict[str, Any]]:
