@@ -8,7 +8,15 @@ import sys
 
 import orjson
 
-from .state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DIALS_AUDIENCE, OMS_AUDIENCE, Settings
+from .state import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_USERS,
+    DIALS_AUDIENCE,
+    OMS_AUDIENCE,
+    Settings,
+    User,
+)
 from .world.basics import utc
 from .world.build import build_world
 from .world.entities import WORLD_KINDS
@@ -36,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-ttl", type=int, default=1200, help="access token lifetime (s)")
     serve.add_argument("--client", action="append", default=[], metavar="ID:SECRET",
                        help="register a confidential client (default: the emulator's own)")
+    login = serve.add_argument_group(
+        "browser login", "CERN SSO's authorization-code flow and the Airflow client's "
+        "Authorization Services (docs/emulator.md)")
+    login.add_argument("--login-client", action="append", default=[], metavar="ID=URI",
+                       help="let a registered client log users in, redirecting to URI (a "
+                            "trailing * matches any rest); repeat for more URIs")
+    login.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD:ROLES",
+                       help="a CERN account and its comma-separated application roles "
+                            "(default: operator:operator-pw:airflow-operator and "
+                            "viewer:viewer-pw:airflow-viewer)")
+    login.add_argument("--code-ttl", type=int, default=60, metavar="S",
+                       help="lifetime of an authorization code")
     dials = serve.add_argument_group(
         "DIALS server model", "production DIALS: 5 pods x 3 sync gunicorn workers, nginx and "
         "gunicorn timeouts of 30 s, nginx gzip (docs/emulator.md)")
@@ -165,6 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
             print("dialsflow-emulator: --client takes ID:SECRET", file=sys.stderr)
             return 2
         clients[cid] = secret
+    login = _login_settings(args, clients)
+    if isinstance(login, str):
+        print(f"dialsflow-emulator: {login}", file=sys.stderr)
+        return 2
     settings = Settings(profile=args.profile, seed=args.seed, latency_ms=args.latency_ms,
                         fault_rate=args.fault_rate, fault_kinds=kinds,
                         fault_max_consecutive=args.fault_max_consecutive,
@@ -172,7 +196,8 @@ def _serve(args: argparse.Namespace) -> int:
                         server_workers=args.server_workers,
                         gateway_timeout_s=args.gateway_timeout_s,
                         server_ms_per_mb=args.server_ms_per_mb,
-                        server_base_ms=args.server_base_ms, gzip=args.gzip)
+                        server_base_ms=args.server_base_ms, gzip=args.gzip,
+                        users=login[0], login_clients=login[1], code_ttl=args.code_ttl)
     if port_in_use(args.host, args.port):
         print(f"dialsflow-emulator: error: port {args.port} on {args.host} is already in use; "
               f"choose another with --port (make emulator PORT={args.port + 1})",
@@ -185,6 +210,28 @@ def _serve(args: argparse.Namespace) -> int:
           f"now={state.now.isoformat()} listening on http://{args.host}:{args.port}", flush=True)
     serve(state, args.host, args.port)
     return 0
+
+
+def _login_settings(args: argparse.Namespace, clients: dict[str, str]
+                    ) -> tuple[dict[str, User], dict[str, tuple[str, ...]]] | str:
+    """Accounts and login clients from --user and --login-client, or what is wrong."""
+    users: dict[str, User] = {}
+    for item in args.user:
+        name, password, roles = [*item.split(":", 2), "", ""][:3]
+        if not name or not password:
+            return "--user takes NAME:PASSWORD:ROLES"
+        users[name] = User(password, tuple(r for r in roles.split(",") if r))
+    login_clients: dict[str, tuple[str, ...]] = {}
+    for item in args.login_client:
+        cid, sep, uri = item.partition("=")
+        if not sep or not uri:
+            return "--login-client takes ID=URI"
+        if cid not in clients:
+            return f"--login-client {cid}: register the client first (--client {cid}:SECRET)"
+        login_clients[cid] = (*login_clients.get(cid, ()), uri)
+    if args.code_ttl < 1:
+        return "--code-ttl must be at least 1"
+    return users or dict(DEFAULT_USERS), login_clients
 
 
 if __name__ == "__main__":

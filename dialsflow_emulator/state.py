@@ -6,6 +6,7 @@ import collections
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from .tokens import TokenSigner
 from .world.basics import utc
@@ -28,6 +29,22 @@ DEFAULT_CLIENT_ID = "dialsflow-emulator"
 DEFAULT_CLIENT_SECRET = "emulator-secret-not-for-production"  # noqa: S105
 
 
+@dataclass(frozen=True)
+class User:
+    """A CERN account of the login twin: its password and the application roles the CERN
+    Application Portal maps to it (through its e-groups), as they reach the token."""
+
+    password: str
+    roles: tuple[str, ...]
+
+
+#: Test accounts of the login twin (obvious test values; `--user` replaces them).
+DEFAULT_USERS = {
+    "operator": User("operator-pw", ("airflow-operator",)),
+    "viewer": User("viewer-pw", ("airflow-viewer",)),
+}
+
+
 @dataclass
 class Settings:
     profile: str = "demo"
@@ -47,6 +64,12 @@ class Settings:
     gzip: bool = True  # nginx gzip of JSON and HTML answers
     clients: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET})
+    # the browser login (keycloak_login.py): accounts, and the confidential clients that may
+    # use it, each with its valid redirect URIs (a trailing * matches any rest) and the
+    # Airflow authorization settings (keycloak_authz.py)
+    users: dict[str, User] = field(default_factory=lambda: dict(DEFAULT_USERS))
+    login_clients: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    code_ttl: int = 60  # Keycloak's default code lifespan (realm "Client login timeout")
 
 
 class EmulatorState:
@@ -62,6 +85,10 @@ class EmulatorState:
         self.requests: collections.Counter[str] = collections.Counter()
         self.faults: collections.Counter[str] = collections.Counter()
         self.device_codes: dict[str, str] = {}  # device_code -> client_id
+        # browser login: pending login pages, issued codes, live SSO sessions
+        self.login_pages: dict[str, dict[str, Any]] = {}  # tab_id -> authorization request
+        self.codes: dict[str, dict[str, Any]] = {}  # code -> what its exchange issues
+        self.sessions: dict[str, str] = {}  # sid -> username
         self.failing_me: str | None = None  # regex: th1/th2 rows of matching MEs answer 500
 
     @property

@@ -45,10 +45,12 @@ class TokenSigner:
         return cls(issuer, hashlib.sha256(f"dialsflow-emulator-realm-key:{seed}".encode()).digest())
 
     def issue(self, *, audience: str, azp: str, subject: str, ttl: int, kind: str = "Bearer",
-              roles: tuple[str, ...] = ()) -> str:
+              roles: tuple[str, ...] = (), claims: dict | None = None) -> str:
+        """A signed token; `claims` adds to (never replaces) the standard ones."""
         now = int(time.time())
         header = {"alg": "HS256", "typ": "JWT", "kid": "emulator"}
         payload = {
+            **(claims or {}),
             "exp": now + ttl, "iat": now, "jti": str(uuid.uuid4()), "iss": self.issuer,
             "aud": audience, "sub": subject, "typ": kind, "azp": azp,
             "cern_roles": list(roles),

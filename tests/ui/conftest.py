@@ -8,6 +8,7 @@ and a passwords file written here (what `airflow standalone` generates).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -70,20 +71,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         }).setup()
-        log_path = airflow.home / "api-server.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host",
-                                     "127.0.0.1"], env=airflow.env, cwd=ROOT, stdout=log,
-                                    stderr=subprocess.STDOUT)
+        with api_server(airflow, port):
+            yield Server(url, airflow)
+
+
+@contextlib.contextmanager
+def api_server(airflow: LocalAirflow, port: int) -> Iterator[str]:
+    """`airflow api-server` of this home on 127.0.0.1:port, healthy, until the block ends;
+    its log is `api-server.log` in the home."""
+    url = f"http://127.0.0.1:{port}"
+    log_path = airflow.home / "api-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port), "--host",
+                                 "127.0.0.1"], env=airflow.env, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(url, proc, log_path)
+            yield url
+        finally:
+            proc.terminate()
             try:
-                _wait_healthy(url, proc, log_path)
-                yield Server(url, airflow)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
@@ -105,7 +115,20 @@ def night(server: Server) -> Night:
     airflow = server.airflow
     result = airflow.airflow("dags", "test", "dials_ingest", NIGHT, "-c",
                              orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor")
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 1, _why(result, airflow)
     reports = list((airflow.output_root / JOB / "_reports").glob("*.json"))
-    assert len(reports) == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(reports) == 1, _why(result, airflow)
     return Night(airflow, airflow.output_root, orjson.loads(reports[0].read_bytes())["run_id"])
+
+
+def _why(result: subprocess.CompletedProcess, airflow: LocalAirflow) -> str:
+    """The night's error and warning lines, then the api-server's: a task the executor
+    could not start says why only there."""
+    def pick(text: str) -> str:
+        lines = [line for line in text.splitlines()
+                 if any(w in line for w in ("[error", "[warning", "ERROR", "Traceback"))]
+        return "\n".join(lines[:40])
+
+    served = airflow.home / "api-server.log"
+    return (pick(result.stdout + result.stderr) + "\n--- api-server\n"
+            + pick(served.read_text(errors="replace") if served.exists() else ""))
