@@ -115,20 +115,7 @@ def night(server: Server) -> Night:
     airflow = server.airflow
     result = airflow.airflow("dags", "test", "dials_ingest", NIGHT, "-c",
                              orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor")
-    assert result.returncode == 1, _why(result, airflow)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     reports = list((airflow.output_root / JOB / "_reports").glob("*.json"))
-    assert len(reports) == 1, _why(result, airflow)
+    assert len(reports) == 1, result.stdout[-3000:] + result.stderr[-3000:]
     return Night(airflow, airflow.output_root, orjson.loads(reports[0].read_bytes())["run_id"])
-
-
-def _why(result: subprocess.CompletedProcess, airflow: LocalAirflow) -> str:
-    """The night's error and warning lines, then the api-server's: a task the executor
-    could not start says why only there."""
-    def pick(text: str) -> str:
-        lines = [line for line in text.splitlines()
-                 if any(w in line for w in ("[error", "[warning", "ERROR", "Traceback"))]
-        return "\n".join(lines[:40])
-
-    served = airflow.home / "api-server.log"
-    return (pick(result.stdout + result.stderr) + "\n--- api-server\n"
-            + pick(served.read_text(errors="replace") if served.exists() else ""))
