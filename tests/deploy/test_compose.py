@@ -4,6 +4,7 @@ production topology is the one the code and the DAG expect, and no secret is in 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -197,3 +198,32 @@ def test_example_env_files_hold_placeholders_only() -> None:
     # every variable the compose file requires is documented in the example
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", (ROOT / "docker-compose.yaml").read_text()))
     assert required <= set(compose_env), required - set(compose_env)
+
+
+def test_operators_and_viewers_log_in_with_cern_accounts() -> None:
+    """The Keycloak auth manager against CERN SSO (realm cern) in every component; the
+    client secret a required variable the API server alone receives."""
+    keycloak = ("airflow.providers.keycloak.auth_manager.keycloak_auth_manager."
+                "KeycloakAuthManager")
+    assert _requirement("apache-airflow-providers-keycloak")
+    module, _, cls = keycloak.rpartition(".")
+    spec = importlib.util.find_spec("airflow")  # the package's folder, nothing imported
+    assert spec and spec.submodule_search_locations
+    source = Path(spec.submodule_search_locations[0], *module.split(".")[1:]).with_suffix(".py")
+    assert f"class {cls}(" in source.read_text()
+    for name in AIRFLOW:
+        env = _env(name)
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == keycloak, name
+        assert not any(k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER") for k in env), name
+        assert env["AIRFLOW__KEYCLOAK_AUTH_MANAGER__REALM"] == "cern", name
+        assert re.fullmatch(r"\$\{DIALSFLOW_SSO_URL:-https://auth\.cern\.ch/auth/\}",
+                            env["AIRFLOW__KEYCLOAK_AUTH_MANAGER__SERVER_URL"]), name
+        assert re.fullmatch(r"\$\{DIALSFLOW_SSO_CLIENT_ID:\?[^}]+\}",
+                            env["AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_ID"]), name
+        secret = env.get("AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_SECRET")
+        if SERVICES[name].get("command") == "api-server":
+            assert secret and re.fullmatch(r"\$\{DIALSFLOW_SSO_CLIENT_SECRET:\?[^}]+\}", secret)
+        else:
+            assert secret is None, f"{name} runs task or CLI code: no SSO client secret there"
+    # the login callback CERN SSO redirects to is derived from the public base URL
+    assert _env("airflow-apiserver")["AIRFLOW__API__BASE_URL"].startswith("${AIRFLOW_BASE_URL")
