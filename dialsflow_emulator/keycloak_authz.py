@@ -36,12 +36,15 @@ from .state import EmulatorState
 from .tokens import TokenError
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
+JWT_CLAIMS = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_CLAIMS = "http://openid.net/specs/openid-connect-core-1_0.html#IDToken"  # noqa: S105
 
 #: Client roles, defined in the CERN Application Portal and mapped to e-groups there.
 VIEWER_ROLE = "airflow-viewer"
 OPERATOR_ROLE = "airflow-operator"
 
 _STANDARD = ("GET", "POST", "PUT", "DELETE", "LIST")
+SCOPES = (*_STANDARD, "MENU")
 #: Resource -> scopes, as `create-all` creates them: the auth manager's resources
 #: (KeycloakResource) with the standard scopes, every menu item (Airflow's MenuItem) with MENU.
 RESOURCES: dict[str, tuple[str, ...]] = {
@@ -107,7 +110,10 @@ PERMISSIONS = (
 
 def decide(resource: str, scope: str, roles: frozenset[str],
            context: dict[str, list[str]]) -> bool:
-    """Keycloak's decision for one resource and scope (module docstring)."""
+    """Keycloak's decision for one resource and scope (module docstring); a scope the
+    resource lacks is never granted."""
+    if scope not in RESOURCES.get(resource, ()):
+        return False
     applicable = [p for p in PERMISSIONS if p.applies(resource, scope)]
     if not applicable:
         return False
@@ -140,31 +146,37 @@ async def uma_grant(state: EmulatorState, request: Request, form: FormData) -> R
     s = state.settings
     audience = str(form.get("audience", ""))
     if audience not in s.clients:
-        return oauth_error(400, "invalid_client", f"Client application [{audience}] not found")
+        return oauth_error(400, "invalid_request", "Unknown resource server id.")
     if audience not in s.login_clients:
-        return oauth_error(400, "invalid_client", "Client does not support permissions")
+        return oauth_error(400, "invalid_request", "Client does not support permissions")
     try:
         claims = user_claims(state, bearer_token(request) or "", audience)
     except TokenError:
         return oauth_error(400, "invalid_grant", "Invalid bearer token")
-    context = _pushed_claims(form)
+    fmt = form.get("claim_token_format")
+    if fmt not in (None, JWT_CLAIMS, ID_TOKEN_CLAIMS):
+        return oauth_error(400, "invalid_request", f"Claim token format [{fmt}] not supported")
+    # only the JWT format carries pushed claims; the ID-token one reads the subject's token
+    context = _pushed_claims(form) if fmt == JWT_CLAIMS else {}
     if context is None:
-        return oauth_error(400, "invalid_request", "Failed to decode claim token")
+        return oauth_error(400, "invalid_request", "Invalid claims")
+    mode = form.get("response_mode")
+    if mode not in (None, "decision", "permissions"):
+        return oauth_error(400, "invalid_request", "Invalid response_mode")
     requested: list[tuple[str, str]] = []
     for item in form.getlist("permission"):
         resource, _, scope = str(item).partition("#")
         if resource not in RESOURCES:
             return oauth_error(400, "invalid_resource",
                                f"Resource with id [{resource}] does not exist.")
-        if scope not in RESOURCES[resource]:
-            return oauth_error(400, "invalid_scope", f"One of the given scopes [{scope}] is "
-                                                     f"not valid")
+        if scope not in SCOPES:  # the resource server's scopes; a resource's own are below
+            return oauth_error(400, "invalid_scope",
+                               f"One of the given scopes [{scope}] is invalid")
         requested.append((resource, scope))
     roles = frozenset(claims.get("resource_access", {}).get(audience, {}).get("roles", []))
     granted = [(r, sc) for r, sc in requested if decide(r, sc, roles, context)]
     if not granted:
         return oauth_error(403, "access_denied", "not_authorized")
-    mode = form.get("response_mode")
     if mode == "decision":
         return json_response({"result": True})
     permissions = _by_resource(granted)

@@ -10,6 +10,7 @@ each decided by the twin's mirror of the client's authorization settings
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ KEYCLOAK_AUTH_MANAGER = (
 DAG = "dials_ingest"
 STATUS = "/dials-ingestion/api/status"
 AUTHORIZE = "/auth/realms/cern/protocol/openid-connect/auth"
+TOKEN = "/auth/realms/cern/protocol/openid-connect/token"
 #: A job the jobs file lacks: the night fails at once in load_config, leaving its log.
 BAD_JOB = "no_such_job_for_the_login_test"
 
@@ -206,27 +208,66 @@ def test_the_login_page_refuses_a_foreign_redirect_uri(site: Site) -> None:
     assert got.status_code == 400 and "Invalid parameter: redirect_uri" in got.text
 
 
-def test_a_code_works_once_for_its_client_only(site: Site) -> None:
-    callback = f"{site.url}/auth/login_callback"
+def authorization_code(site: Site, user: str) -> str:
+    """The code CERN SSO hands the login callback, the callback itself not followed."""
     with requests.Session() as browser:
         form = browser.get(site.emulator.url + AUTHORIZE, timeout=30, params={
-            "client_id": DEFAULT_CLIENT_ID, "response_type": "code", "redirect_uri": callback,
-            "state": "s", "scope": "openid"})
+            "client_id": DEFAULT_CLIENT_ID, "response_type": "code", "state": "s",
+            "redirect_uri": f"{site.url}/auth/login_callback", "scope": "openid"})
         back = browser.post(form_action(form), allow_redirects=False, timeout=30,
-                            data={"username": "viewer", "password": "viewer-pw"})
-    assert back.status_code == 302 and back.headers["location"].startswith(callback + "?")
-    code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
-    token_url = site.emulator.url + "/auth/realms/cern/protocol/openid-connect/token"
-    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback,
-                "client_id": DEFAULT_CLIENT_ID}
-    wrong_secret = requests.post(token_url, data={**exchange, "client_secret": "x"}, timeout=30)
+                            data={"username": user, "password": DEFAULT_USERS[user].password})
+    assert back.status_code == 302, back.text[:500]
+    assert back.headers["location"].startswith(f"{site.url}/auth/login_callback?")
+    return parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+
+
+def test_a_code_works_once_for_its_client_only(site: Site) -> None:
+    callback = f"{site.url}/auth/login_callback"
+    exchange = {"grant_type": "authorization_code", "code": authorization_code(site, "viewer"),
+                "redirect_uri": callback, "client_id": DEFAULT_CLIENT_ID}
+    wrong_secret = requests.post(site.emulator.url + TOKEN, timeout=30,
+                                 data={**exchange, "client_secret": "x"})
     assert wrong_secret.status_code == 401
     assert wrong_secret.json()["error"] == "invalid_client"
-    other_uri = requests.post(token_url, timeout=30, data={
+    other_uri = requests.post(site.emulator.url + TOKEN, timeout=30, data={
         **exchange, "client_secret": DEFAULT_CLIENT_SECRET, "redirect_uri": callback + "x"})
     assert other_uri.status_code == 400  # and the code is spent, as in Keycloak
     assert other_uri.json()["error_description"] == "Incorrect redirect_uri"
-    again = requests.post(token_url, data={**exchange, "client_secret": DEFAULT_CLIENT_SECRET},
-                          timeout=30)
+    again = requests.post(site.emulator.url + TOKEN, timeout=30,
+                          data={**exchange, "client_secret": DEFAULT_CLIENT_SECRET})
     assert again.status_code == 400
     assert again.json() == {"error": "invalid_grant", "error_description": "Code not valid"}
+
+
+def test_the_decision_answers_as_keycloak_does(site: Site) -> None:
+    """The three answer forms of the uma-ticket grant, and the pushed `dag_entity`."""
+    tokens = requests.post(site.emulator.url + TOKEN, timeout=30, data={
+        "grant_type": "authorization_code", "code": authorization_code(site, "operator"),
+        "redirect_uri": f"{site.url}/auth/login_callback", "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET}).json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    def ask(*permissions: str, mode: str | None = None, entity: str | None = None
+            ) -> requests.Response:
+        data: dict = {"grant_type": keycloak_authz.UMA_GRANT, "audience": DEFAULT_CLIENT_ID,
+                      "permission": list(permissions)}
+        if mode:
+            data["response_mode"] = mode
+        if entity:
+            data["claim_token"] = base64.b64encode(orjson.dumps({"dag_entity": [entity]}))
+            data["claim_token_format"] = keycloak_authz.JWT_CLAIMS
+        return requests.post(site.emulator.url + TOKEN, data=data, headers=bearer, timeout=30)
+
+    assert ask("Dag#POST", mode="decision", entity="RUN").json() == {"result": True}
+    denied = ask("Dag#PUT", mode="decision")  # pausing a DAG: no dag_entity pushed
+    assert denied.status_code == 403
+    assert denied.json() == {"error": "access_denied", "error_description": "not_authorized"}
+    assert ask("Dag#DELETE", mode="decision", entity="TASK_INSTANCE").status_code == 200
+    assert ask("Dag#DELETE", mode="decision", entity="XCOM").status_code == 403
+    listed = ask("Dags#MENU", "Config#MENU", "Connection#POST", mode="permissions")
+    assert listed.json() == [{"rsid": "Dags", "rsname": "Dags", "scopes": ["MENU"]},
+                             {"rsid": "Config", "rsname": "Config", "scopes": ["MENU"]}]
+    rpt = ask("View#GET")
+    assert rpt.status_code == 200 and rpt.json()["token_type"] == "Bearer"
+    unknown = ask("Dagz#GET")
+    assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_resource"
