@@ -150,6 +150,14 @@ def refresh_session(state: EmulatorState, claims: dict[str, Any], client_id: str
                                         scope=claims.get("scope", "openid")))
 
 
+def _forget_expired(state: EmulatorState) -> None:
+    """Drop login pages and codes nobody can use any more (a long-running emulator)."""
+    now = time.time()
+    for store in (state.login_pages, state.codes):
+        for key in [k for k, v in store.items() if v["expires"] < now]:
+            store.pop(key, None)
+
+
 def routes(state: EmulatorState) -> list[Route]:
     s = state.settings
 
@@ -196,6 +204,7 @@ def routes(state: EmulatorState) -> list[Route]:
                 "error_description": "Client is not allowed to initiate browser login with "
                                      "given response_type.", "state": q.get("state", "")}),
                 status_code=302)
+        _forget_expired(state)
         tab_id = secrets.token_urlsafe(8)
         state.login_pages[tab_id] = {
             "client_id": client_id, "redirect_uri": redirect_uri, "state": q.get("state", ""),

@@ -21,7 +21,7 @@ import orjson
 import pytest
 import requests
 
-from dialsflow_emulator import keycloak_authz
+from dialsflow_emulator import cli, keycloak_authz
 from dialsflow_emulator.process import EmulatorProcess, free_port
 from dialsflow_emulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERS
 from localdev.airflow_home import LocalAirflow
@@ -128,6 +128,17 @@ def test_the_mirror_has_every_resource_the_auth_manager_asks_about() -> None:
 
     wanted = {r.value for r in KeycloakResource} | {m.value for m in MenuItem}
     assert set(keycloak_authz.RESOURCES) == wanted
+
+
+@pytest.mark.parametrize("flags,error", [
+    (["--login-client", "nobody=http://x/cb"], "register the client first"),
+    (["--login-client", "dialsflow-emulator"], "--login-client takes ID=URI"),
+    (["--user", "only-a-name"], "--user takes NAME:PASSWORD:ROLES"),
+])
+def test_the_emulator_refuses_a_login_setting_it_cannot_use(
+        flags: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--port", str(free_port()), *flags]) == 2
+    assert error in capsys.readouterr().err
 
 
 def test_anonymous_gets_no_data_and_the_page_sends_to_login(site: Site) -> None:
