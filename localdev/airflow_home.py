@@ -42,8 +42,13 @@ class LocalAirflow:
 
     @property
     def env(self) -> dict[str, str]:
+        """The child's environment: ours, the emulator's connections, `extra_env`. Never
+        Airflow's unit-test mode of a pytest process around it (tests/dags sets it for the
+        in-process DagBag): that mode ignores airflow.cfg, so each child drew its own JWT
+        secret and the executor's tasks were refused by the api-server."""
+        inherited = {k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}
         return {
-            **os.environ,
+            **inherited,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
