@@ -115,7 +115,21 @@ def night(server: Server) -> Night:
     airflow = server.airflow
     result = airflow.airflow("dags", "test", "dials_ingest", NIGHT, "-c",
                              orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor")
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 1, _why(result, airflow)
     reports = list((airflow.output_root / JOB / "_reports").glob("*.json"))
-    assert len(reports) == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(reports) == 1, _why(result, airflow)
     return Night(airflow, airflow.output_root, orjson.loads(reports[0].read_bytes())["run_id"])
+
+
+def _why(result: subprocess.CompletedProcess, airflow: LocalAirflow) -> str:
+    """The night's error and warning lines, then the api-server's: a task the executor
+    could not start says why only there."""
+    def pick(text: str) -> str:
+        lines = text.splitlines()
+        errors = [x for x in lines if any(w in x for w in ("[error", "ERROR", "Traceback"))]
+        warnings = [x for x in lines if "[warning" in x and "No tasks to run" not in x]
+        return "\n".join(errors[:20] + warnings[:20])
+
+    served = airflow.home / "api-server.log"
+    return (pick(result.stdout + result.stderr) + "\n--- api-server\n"
+            + pick(served.read_text(errors="replace") if served.exists() else ""))
