@@ -34,15 +34,16 @@ def judge(report: CompletenessReport | None, failed_units: Iterable[UnitKey],
     """Why the job fails (empty: it does not). `explained`: (dataset, run) whose upstream
     gap DIALS' file index accounts for; `unwritten_conditions`: runs that should have a
     conditions table and have none."""
+    failed = list(dict.fromkeys(failed_units))
     failures = [f"ingestion failed for {key.dataset} × {key.me} (see its mapped task log)"
-                for key in failed_units]
+                for key in failed]
     failures += [f"run {run}: no per-LS OMS conditions table (see the conditions task log)"
                  for run in unwritten_conditions]
     if report is None or test:
         return failures
     for c in report.checks:
         where = f"{c.key.dataset} × {c.key.me} run {c.run}"
-        if c.ours:
+        if c.ours and c.key not in failed:  # a failed unit's losses: its one line says it
             failures.append(f"{where}: parquet lacks {len(c.ours)} LS that DIALS has")
         gap = c.dials_missing_fraction or 0.0
         if gap > tolerance and (c.key.dataset, c.run) not in explained:

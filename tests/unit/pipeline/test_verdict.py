@@ -57,3 +57,19 @@ def test_gaps_dials_reports_itself_are_reported_not_failures():
     ours = check(5, range(1, 51), range(1, 4), range(1, 3))
     assert judge(report(ours), [], 0.25, explained={(KEY.dataset, 5)}) == [
         f"{KEY.dataset} × {KEY.me} run 5: parquet lacks 1 LS that DIALS has"]
+
+
+def test_a_failed_unit_is_one_line_not_one_per_run_it_lacks():
+    """The runs a failed unit did not write are its failure, said once; another unit's
+    losses and the failed unit's upstream gaps are still named."""
+    other = UnitKey(KEY.workspace, KEY.dataset, "PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2")
+    lost = [check(run, range(1, 51), range(1, 51), range(0)) for run in (1, 2, 3)]
+    gap = check(4, range(1, 51), range(1, 26), range(0))
+    theirs = RunCheck(other, 1, frozenset(range(1, 51)), frozenset(range(1, 50)),
+                      frozenset(range(1, 51)))
+    got = judge(CompletenessReport((KEY, other), (*lost, gap, theirs), (), True), [KEY], 0.25)
+    assert got == [
+        f"ingestion failed for {KEY.dataset} × {KEY.me} (see its mapped task log)",
+        f"{KEY.dataset} × {KEY.me} run 4: DIALS lacks 50% of the DBS lumisections "
+        "(tolerance 25%)",
+        f"{other.dataset} × {other.me} run 1: parquet lacks 1 LS that DIALS has"]
