@@ -26,7 +26,8 @@ from dialsflow_emulator.process import EmulatorProcess, free_port
 from dialsflow_emulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERS
 from localdev.airflow_home import LocalAirflow
 from localdev.demo import NIGHT
-from tests.ui.conftest import api_server
+
+from ..airflow_server import api_server
 
 KEYCLOAK_AUTH_MANAGER = (
     "airflow.providers.keycloak.auth_manager.keycloak_auth_manager.KeycloakAuthManager")
