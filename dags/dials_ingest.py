@@ -133,7 +133,8 @@ def dials_ingest() -> None:
         ti = context["ti"]
         config = ti.xcom_pull(task_ids="load_config")
         plan = ti.xcom_pull(task_ids="discover", key="plan")
-        return tasks.completeness(config, plan, list(results), context["outlet_events"])
+        return tasks.completeness(config, plan, list(results), context["outlet_events"],
+                                  ti=ti)
 
     config = load_config()
     units = discover(config)

@@ -1,5 +1,6 @@
-"""Registers the "DIALS ingestion" page: Airflow's plugins manager imports every module at
-the top of the plugins folder (plugins/.airflowignore hides the dialsflow package itself)."""
+"""Registers the "DIALS ingestion" page and the listener writing each night's verdict into
+its DAG run's note: Airflow's plugins manager imports every module at the top of the
+plugins folder (plugins/.airflowignore hides the dialsflow package itself)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
+from dialsflow.airflow import run_note
 from dialsflow.airflow.ui.app import URL_PREFIX, create_app
 
 
@@ -17,3 +19,4 @@ class DialsIngestionPlugin(AirflowPlugin):
     external_views: ClassVar[list[dict[str, Any]]] = [
         {"name": "DIALS ingestion", "href": f"{URL_PREFIX}/", "destination": "nav",
          "url_route": "dials-ingestion"}]
+    listeners: ClassVar[list[Any]] = [run_note]

@@ -85,6 +85,13 @@ def test_a_viewer_sees_the_failed_unit_linked_to_its_log(server: Server, night: 
     statuses = {cell["status"] for row in matrix["rows"] for cell in row["cells"] if cell}
     assert {"complete", "failed", "waiting", "excluded"} <= statuses
     assert any(r["status"] == "excluded" and r["reason"] for r in matrix["reasons"])
+    # the verdict in the run's note too, as the grid shows it
+    run = requests.get(f"{server.url}/api/v2/dags/dials_ingest/dagRuns/{night.run_id}",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert run.status_code == 200, run.text
+    assert run.json()["note"].startswith(
+        f"**{JOB}**: failed — ingestion failed for ZeroBias/Run2024C-PromptReco-v1 × "
+        "digi_occupancy_per_SignedModuleCoord_per_SignedLadderCoord_PXLayer_2 "), run.json()
 
 
 @pytest.fixture(scope="module")

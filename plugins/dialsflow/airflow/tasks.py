@@ -13,9 +13,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from dialsflow.airflow import run_note
 from dialsflow.airflow.connections import from_airflow
 from dialsflow.airflow.failures import known_errors
 from dialsflow.airflow.payloads import IngestResult, NightPlan, RunConfig, UnitTask
+from dialsflow.airflow.ui.status import verdict_class
 from dialsflow.config.connections import (
     CONN_IDS,
     CafSettings,
@@ -326,12 +328,15 @@ def _conditions_checks(job: Job, units: list[Unit]) -> tuple[list[ConditionsChec
 
 @known_errors
 def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] | None,
-                 results: list[dict[str, Any]], outlet_events: Any = None) -> dict[str, Any]:
+                 results: list[dict[str, Any]], outlet_events: Any = None,
+                 ti: Any = None) -> dict[str, Any]:
     """Compare DBS, DIALS and parquet lumisections of every unit × run due tonight, per
     job; write `<output>/_reports/<run id>.json`, log a table, and fail the DAG run on our
     failures (parquet lacking what DIALS has, failed units) or upstream gaps beyond the
     job's tolerance. A night that passes emits, through `outlet_events` (the task's
-    context), an event for the output Asset of each job that wrote runs, and no other."""
+    context), an event for the output Asset of each job that wrote runs, and no other.
+    Each job's verdict goes to XCom key "verdicts" of `ti` whatever it is, for the DAG
+    run's note (airflow/run_note.py)."""
     if config_json is None or plan_json is None:
         step = "load_config" if config_json is None else "discover"
         raise CompletenessFailed(f"nothing to check: {step} failed (see its log)")
@@ -348,16 +353,20 @@ def completeness(config_json: dict[str, Any] | None, plan_json: dict[str, Any] |
                  for ws in sorted({j.workspace for j in jobs if j.name in busy})}
         verdicts = {job.name: _judge_job(job, config, night, ingested, dbs, dials)
                     for job in jobs}
-    for name, (verdict, _) in verdicts.items():
+    for name, (verdict, _, _) in verdicts.items():
         log.info("dialsflow: job %s: %s", name, verdict.text)
-    failed = {name: verdict for name, (verdict, _) in verdicts.items() if verdict.failed}
+    if ti is not None:
+        ti.xcom_push(key=run_note.VERDICTS_KEY, value={
+            name: run_note.job_verdict(kind, verdict.failures)
+            for name, (verdict, _, kind) in verdicts.items()})
+    failed = {name: verdict for name, (verdict, _, _) in verdicts.items() if verdict.failed}
     if failed:
         raise CompletenessFailed("; ".join(f"job {name}: {v.first_failures()}"
                                            for name, v in failed.items()))
     if outlet_events is not None:
         _emit_written(outlet_events, jobs, ingested)
     return {name: {"verdict": verdict.text, "report": path}
-            for name, (verdict, path) in verdicts.items()}
+            for name, (verdict, path, _) in verdicts.items()}
 
 
 def _emit_written(outlet_events: Any, jobs: list[Job], ingested: list[IngestResult]) -> None:
@@ -375,9 +384,9 @@ def _emit_written(outlet_events: Any, jobs: list[Job], ingested: list[IngestResu
 
 
 def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[IngestResult],
-               dbs: DbsClient, dials: dict[str, DialsClient]) -> tuple[Verdict, str]:
-    """One job's verdict and the path of its report; `dials` holds a client for the job's
-    workspace when the job has units to check."""
+               dbs: DbsClient, dials: dict[str, DialsClient]) -> tuple[Verdict, str, str]:
+    """One job's verdict, the path of its report and the verdict as the page names it;
+    `dials` holds a client for the job's workspace when the job has units to check."""
     mine = [task.unit for task in night.units if task.job == job.name]
     ingested = [r for r in results if r.job == job.name]
     fetched = {(r.dataset, r.me) for r in ingested}
@@ -407,4 +416,4 @@ def _judge_job(job: Job, config: RunConfig, night: NightPlan, results: list[Inge
         conditions=conditions_section(job.conditions, checks, unwritten))
     path = write_report(job.output, config.run_id, document)
     log.info("dialsflow: report written to %s", path)
-    return verdict, str(path)
+    return verdict, str(path), verdict_class(document)

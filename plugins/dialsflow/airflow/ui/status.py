@@ -9,6 +9,7 @@ cannot know, where a failed unit's task log is, comes in as a `LogLink` callback
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -114,13 +115,14 @@ def night_matrix(report: Mapping[str, Any], log_link: LogLink = no_links) -> dic
     }
 
 
-def short_failure(text: str, units: Iterable[Mapping[str, Any]]) -> str:
+#: "<dataset> × <ME path>" as report lines name a unit (pipeline/verdict.py).
+UNIT_IN_TEXT = re.compile(r"(/[^/\s]+/[^/\s]+/[^/\s]+) × (\S+)")
+
+
+def short_failure(text: str) -> str:
     """A report's failure line with each unit's dataset and ME in the matrix's short names:
     the full paths repeated on every line hid the cause past the right edge."""
-    for u in units:
-        text = text.replace(f"{u['dataset']} × {u['me']}",
-                            f"{u['dataset_label']} × {u['label']}")
-    return text
+    return UNIT_IN_TEXT.sub(lambda m: f"{short_dataset(m[1])} × {short_me(m[2])}", text)
 
 
 def night_model(report: Mapping[str, Any], log_link: LogLink = no_links) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def night_model(report: Mapping[str, Any], log_link: LogLink = no_links) -> dict
     matrix = night_matrix(report, log_link)
     return {"run_id": report.get("run_id"), "window": report.get("window"),
             "verdict": verdict_class(report), "verdict_text": report.get("verdict", ""),
-            "failures": [short_failure(f, matrix["units"]) for f in report.get("failures", [])],
+            "failures": [short_failure(f) for f in report.get("failures", [])],
             "test": bool(report.get("test")), "matrix": matrix}
 
 
