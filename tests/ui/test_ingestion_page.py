@@ -150,6 +150,16 @@ def test_the_cause_reads_without_scrolling_sideways(log_page: Any) -> None:
     assert log_page.evaluate(WHERE, CAUSE) == "whole"
 
 
+def test_the_run_page_shows_the_verdict_note(log_page: Any, server: Server,
+                                            night: Night) -> None:
+    """The note the listener wrote, rendered on the night's run page."""
+    from playwright.sync_api import expect
+
+    log_page.goto(f"{server.url}/dags/dials_ingest/runs/{night.run_id}")
+    expect(log_page.get_by_text("ingestion failed for ZeroBias/Run2024C").first).to_be_visible(
+        timeout=30_000)
+
+
 def test_a_viewer_can_read_but_not_trigger_or_clear(server: Server, night: Night) -> None:
     """The simple auth manager's VIEWER role: what the page needs, nothing it may not do."""
     auth = {"Authorization": f"Bearer {server.token('viewer')}"}
