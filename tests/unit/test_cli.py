@@ -163,3 +163,29 @@ def test_a_full_disk_stops_the_fetch_at_the_first_enospc_named_once(emulator, tm
             assert file_sha256(run_file(out, e.key, e.run)) == e.sha256
         assert len(entries) < 45
         assert not [p for p in root.rglob(".*") if p.is_file()]
+
+
+def test_a_full_disk_stops_the_conditions_at_the_first_enospc_named_once(emulator, tmp_path):
+    """The same for per-LS conditions: a 64 KiB tmpfs takes a few runs' tables; the first
+    that does not fit stops the command with one line; what is on disk is whole."""
+    from dialsflow.store import conditions
+
+    env = {**os.environ, **emulator.connection_env()}
+    with small_fs("64k") as root:
+        out = root / "out"
+        r = _dialsflow(["conditions", "-o", str(out), "--runs", "379412-379700"], env,
+                       tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"dialsflow: error: cannot write {out}/"), lines
+        assert lines[0].count("No space left on device") == 1
+        assert "conditions tables written" in lines[0]
+        written = int(lines[0].split("stopped after ")[1].split()[0])
+        on_disk = sorted(p for p in (out / "_conditions" / "oms").glob("run_*.parquet"))
+        assert written >= 1 and len(on_disk) >= written
+        for path in on_disk:
+            run = int(path.stem.removeprefix("run_"))
+            entry = conditions.entry(out, run)
+            if entry is not None:  # a table whose entry did not fit is not recorded
+                assert path.stat().st_size == entry.bytes
+        assert not [p for p in root.rglob(".*") if p.is_file()]

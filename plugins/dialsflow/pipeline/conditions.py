@@ -26,6 +26,7 @@ from dialsflow.errors import DialsflowError
 from dialsflow.lumis import to_ranges
 from dialsflow.services import oms_conditions as ls
 from dialsflow.services.oms import OmsRuns
+from dialsflow.store import atomic
 from dialsflow.store import conditions as store
 from dialsflow.store.conditions import ConditionsEntry, Rates
 from dialsflow.store.layout import parquet_runs, units_on_disk
@@ -76,7 +77,8 @@ def _summed(per_path: list[dict[int, float | None]]) -> dict[int, float | None]:
 def write_conditions(oms: OmsRuns, outdir: Path, runs: Iterable[int], spec: ConditionsSpec,
                      *, force: bool = False, only_known: bool = False) -> ConditionsReport:
     """Write the conditions of `runs` under `outdir`. `only_known`: runs OMS does not know
-    are left out silently (a FIRST-LAST range holds numbers that are no run)."""
+    are left out silently (a FIRST-LAST range holds numbers that are no run). A full disk
+    stops at the first table that does not fit (`DiskFull`)."""
     report = ConditionsReport()
     wanted = sorted(set(runs))
     todo = [r for r in wanted if force or not store.current(outdir, r, spec)]
@@ -96,6 +98,10 @@ def write_conditions(oms: OmsRuns, outdir: Path, runs: Iterable[int], spec: Cond
         try:
             table = run_table(oms, run, spec)
             report.written.append(store.publish(outdir, run, table, spec, oms.source_url))
+        except atomic.DiskFull as exc:  # every later run would fail alike: stop here, once
+            raise atomic.DiskFull(f"{exc}; stopped after {len(report.written)} conditions "
+                                  "tables written (each complete and recorded): free space "
+                                  "and run again") from None
         except DialsflowError as exc:
             log.error("dialsflow: conditions of run %d: %s", run, exc)
             report.failed[run] = str(exc)
