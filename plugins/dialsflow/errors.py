@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DialsflowError(Exception):
     """A user-facing failure: bad input, unreachable service, refused credentials."""
@@ -42,3 +44,11 @@ class CertificationFailed(DialsflowError):
 
 class CompletenessFailed(DialsflowError):
     """Our output lacks lumisections DIALS has, upstream gaps exceed tolerance, or units failed."""
+
+
+def first_causes(causes: Sequence[str], n: int = 3, *, rest: str = "") -> str:
+    """The first `n` causes joined for a one-line message, then how many more (and where
+    they are, `rest`): a night's hundred failed runs stay one readable line."""
+    more = len(causes) - n
+    tail = f" (and {more} more{', ' + rest if rest else ''})" if more > 0 else ""
+    return "; ".join(causes[:n]) + tail

@@ -34,6 +34,7 @@ from dialsflow.errors import (
     DialsflowError,
     InputError,
     UnitFailed,
+    first_causes,
 )
 from dialsflow.pipeline.certification import refresh_job_certification
 from dialsflow.pipeline.completeness import check_units
@@ -193,9 +194,8 @@ def ingest(unit_json: dict[str, Any], config_json: dict[str, Any]) -> dict[str, 
     log.info("dialsflow: %s: %d runs written, %d failed", task.label, len(report.written),
              len(report.failed))
     if report.failed:
-        causes = "; ".join(f"run {r.run}: {cause(r)}" for r in report.failed[:3])
-        more = f" (and {len(report.failed) - 3} more)" if len(report.failed) > 3 else ""
-        raise UnitFailed(f"{len(report.failed)} of {len(todo)} runs failed: {causes}{more} "
+        causes = first_causes([f"run {r.run}: {cause(r)}" for r in report.failed])
+        raise UnitFailed(f"{len(report.failed)} of {len(todo)} runs failed: {causes} "
                          f"({task.label})")
     return IngestResult(task.job, unit.key.workspace, unit.key.dataset, unit.key.me,
                         [r.run for r in report.written],
@@ -258,9 +258,8 @@ def conditions(config_json: dict[str, Any], plan_json: dict[str, Any]) -> dict[s
         failed += [f"job {job.name} run {n}: OMS has no such run"
                    for r in reports for n in r.unknown]
     if failed:
-        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         raise ConditionsFailed(f"conditions of {len(failed)} runs could not be written: "
-                               f"{'; '.join(failed[:3])}{more}")
+                               f"{first_causes(failed)}")
     return done
 
 

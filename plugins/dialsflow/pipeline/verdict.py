@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialsflow.config.conditions import ConditionsSpec
+from dialsflow.errors import first_causes
 from dialsflow.pipeline.completeness import CompletenessReport
 from dialsflow.pipeline.conditions import ConditionsCheck
 from dialsflow.store.layout import UnitKey
@@ -80,9 +81,7 @@ class Verdict:
         return "FAILED" if self.failures else self.text
 
     def first_failures(self, n: int = 3) -> str:
-        more = (f" (and {len(self.failures) - n} more, see the report)"
-                if len(self.failures) > n else "")
-        return "; ".join(self.failures[:n]) + more
+        return first_causes(self.failures, n, rest="see the report")
 
 
 def conditions_section(spec: ConditionsSpec, checks: Iterable[ConditionsCheck],
