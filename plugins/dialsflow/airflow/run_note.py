@@ -11,15 +11,12 @@ task fails on them); without them it names the tasks that failed. An operator's 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.listeners import hookimpl
 
 from dialsflow.airflow.ui.status import short_failure
-
-log = logging.getLogger("dialsflow")
 
 DAG_ID = "dials_ingest"
 TASK_ID = "completeness"
