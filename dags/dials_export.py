@@ -14,7 +14,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import AssetAny, Param, dag, get_current_context, task
 
-from dialsflow.airflow.assets import export_assets
+from dialsflow.airflow.assets import export_assets, job_examples
 
 ASSETS = export_assets()
 
@@ -29,7 +29,9 @@ ASSETS = export_assets()
     tags=["dials", "dqm", "export"],
     doc_md=__doc__,
     params={
-        "jobs": Param([], type="array", items={"type": "string"}, title="Jobs",
+        # as dials_ingest's: not marked required (null allowed), the job names offered
+        "jobs": Param([], type=["null", "array"], items={"type": "string"}, title="Jobs",
+                      **job_examples(exporting=True),
                       description="Manual runs: job names whose exports to refresh; empty = "
                                   "every job with an export."),
     },

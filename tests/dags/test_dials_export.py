@@ -53,6 +53,9 @@ def test_scheduled_on_the_output_assets_of_the_exporting_jobs(tmp_path, monkeypa
     assert isinstance(condition, AssetAny)
     assert [(a.name, a.uri) for a in condition.objects] == [
         ("dialsflow/exported", (tmp_path / "out").as_uri())]
+    # the trigger form: Jobs not required, the exporting jobs offered
+    schema = dag.params.get_param("jobs").schema
+    assert "null" in schema["type"] and schema["examples"] == ["exported"]
 
 
 def test_without_an_exporting_job_it_runs_by_hand_only(dagbag):

@@ -18,13 +18,14 @@ PREFIX = "dialsflow/"
 OUTPUTS = AssetAlias(name="dialsflow/written")
 
 
-def job_examples() -> dict[str, list[str]]:
-    """`examples` of the Jobs Param: the jobs file's names, which the trigger form offers in
-    a multi-select; nothing when the file is unusable (the form then takes free text)."""
+def job_examples(*, exporting: bool = False) -> dict[str, list[str]]:
+    """`examples` of the Jobs Param: the jobs file's names (`exporting`: of the jobs with an
+    export), which the trigger form offers in a multi-select; nothing when the file is
+    unusable (the form then takes free text)."""
     from dialsflow.config.jobs import load_jobs
 
     try:
-        names = list(load_jobs())
+        names = [name for name, job in load_jobs().items() if job.export or not exporting]
     except Exception:  # noqa: BLE001 - reported by the load_config task
         return {}
     return {"examples": names} if names else {}
