@@ -13,6 +13,7 @@ from airflow.sdk import Asset, AssetAny
 
 import dialsflow
 from dialsflow.airflow import export_tasks
+from dialsflow.airflow.assets import OUTPUTS
 from dialsflow.config.connections import DialsSettings
 from dialsflow.config.runs import RunSelection
 from dialsflow.errors import InputError
@@ -82,8 +83,10 @@ def test_the_task_refreshes_the_triggering_jobs_exports(night, tmp_path, monkeyp
     path = jobs_file(tmp_path, night)
     monkeypatch.setenv("DIALSFLOW_OUTPUT_ROOT", str(tmp_path / "root"))
     exports = tmp_path / "root" / "exports"
+    # as Airflow hands them over: the job's asset, the alias its event came through, others
     triggered = {"triggering_asset_events": {
         Asset(name="dialsflow/exported", uri=night.as_uri()): [],
+        OUTPUTS: [],
         Asset(name="someone/else", uri="file:///elsewhere"): []}, "params": {"jobs": []}}
     summary = export_tasks.refresh(triggered, str(path))
     assert list(summary["jobs"]) == ["exported"]

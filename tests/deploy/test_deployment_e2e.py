@@ -1,7 +1,8 @@
 """The real DAG on the production topology (natively): `dials_ingest` triggered through REST
 on PostgreSQL + Celery, against the emulator's demo world. One night is ingested and
-checked (parquet, completeness report), one ME is made to fail for good and its mapped
-task's log is read through REST, then a two-day backfill runs each day once.
+checked (parquet, completeness report, the run's note), its output asset triggers
+`dials_export` (the job exports), one ME is made to fail for good and its mapped task's
+log is read through REST, then a two-day backfill runs each day once.
 Alone: `.venv/bin/python -m pytest tests/deploy/test_deployment_e2e.py -s`."""
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 import requests
 
 from deploy.rest import AirflowClient
 from dialsflow.config.jobs import load_jobs
-from dialsflow.store.layout import UnitKey, unit_dir
+from dialsflow.pipeline.export import exported_runs
+from dialsflow.store.layout import UnitKey, dialstools_name, unit_dir
 from dialsflow.store.manifest import Manifest
 
 from ..expected import morning_after_release
@@ -27,6 +30,7 @@ pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG = "dials_ingest"
+EXPORT_DAG = "dials_export"
 JOB = "demo_tracker"  # include/jsons/jobs.json: BPix L1 and L2 maps of ZeroBias
 NOW = morning_after_release(1)  # emulator clock: the second Golden release certifies 4 runs
 NIGHT = NOW.replace("+00:00", "Z")  # a manual run: data interval [day-1 03:00, day 03:00)
@@ -35,26 +39,54 @@ BEFORE = (date.fromisoformat(DAY) - timedelta(days=1)).isoformat()
 FAILING_ME = "PXLayer_2$"
 
 
+def _jobs_with_export(folder: Path) -> Path:
+    """The demo jobs file, its lists by absolute path, JOB exporting to exports/JOB."""
+    doc = json.loads((ROOT / "include" / "jsons" / "jobs.json").read_text())
+    for job in doc["jobs"]:
+        for key in ("datasets_file", "mes_file"):
+            job[key] = str(ROOT / "include" / "jsons" / job[key])
+        if job["name"] == JOB:
+            job["export"] = {"to": f"exports/{JOB}", "format": "dialstools"}
+    path = folder / "jobs.json"
+    path.write_bytes(orjson.dumps(doc))
+    return path
+
+
+def _wait_export(api: AirflowClient, timeout: float = 180) -> dict:
+    """The first `dials_export` run, finished (the scheduler creates it on the asset event)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = api.runs(EXPORT_DAG)
+        if runs and runs[0]["state"] in ("success", "failed"):
+            return runs[0]
+        time.sleep(2)
+    raise AssertionError(f"no finished {EXPORT_DAG} run after {timeout:.0f} s: "
+                         f"{api.runs(EXPORT_DAG)}")
+
+
 def _backfill_runs(api: AirflowClient) -> list[dict]:
     return [r for r in api.runs(DAG) if r["run_type"] == "backfill"]
 
 
-def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> None:
+def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch, tmp_path) -> None:
     t0 = time.monotonic()
+    jobs_file = _jobs_with_export(tmp_path)
     started = start_deployment("--emulator", "--emulator-arg=--now", f"--emulator-arg={NOW}",
-                               *no_scheduled_runs(NOW),
+                               *no_scheduled_runs(NOW), "--jobs-file", str(jobs_file),
                                "--env", "DIALSFLOW_RETRIES=0",
                                "--env", "DIALSFLOW_RETRY_DELAY_S=1")
     dep = started.dep
     api = AirflowClient(dep.url, "admin", dep.admin_password)
     output = Path(dep.home) / "output"
     monkeypatch.setenv("DIALSFLOW_OUTPUT_ROOT", str(output))  # as the deployment's components
-    job = load_jobs(ROOT / "include" / "jsons" / "jobs.json")[JOB]
+    job = load_jobs(jobs_file)[JOB]
     timings: dict[str, float] = {"start": time.monotonic() - t0}
     try:
         api.wait_dag(DAG, timeout=90)
         assert api.get("importErrors")["total_entries"] == 0
         api.unpause(DAG)  # no scheduled run: the DAG ends the day after NOW
+        api.wait_dag(EXPORT_DAG, timeout=90)
+        api.unpause(EXPORT_DAG)  # scheduled on JOB's output asset only
 
         # -- one night ------------------------------------------------------------------
         t = time.monotonic()
@@ -85,6 +117,15 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch) -> N
             table = pq.read_table(folder / f"run_{run_number}.parquet")
             assert table.num_rows > 0
             assert set(table.column("run_number").to_pylist()) == {run_number}
+
+        # -- the night's asset event runs dials_export: JOB's dialstools files, run by run
+        t = time.monotonic()
+        export = _wait_export(api)
+        timings["export"] = time.monotonic() - t
+        assert export["state"] == "success" and export["run_type"] == "asset_triggered", export
+        for me in {me for me, _ in written}:
+            path = output / "exports" / JOB / dialstools_name(dataset, me)
+            assert exported_runs(path) == sorted(r for m, r in written if m == me), path
 
         # -- one ME fails for good: its mapped task's log names dataset, ME, run, cause ---
         r = requests.put(f"{dep.emulator_url}/_emulator/faults",

@@ -44,8 +44,11 @@ def export_assets() -> list[Asset]:
 
 
 def job_name(asset_name: str) -> str | None:
-    """The job of an asset `job_asset` made (None for any other asset)."""
-    return asset_name.removeprefix(PREFIX) if asset_name.startswith(PREFIX) else None
+    """The job of an asset `job_asset` made (None for any other asset, and for the alias
+    OUTPUTS: a run its events trigger sees the alias among the triggering assets too)."""
+    if asset_name == OUTPUTS.name or not asset_name.startswith(PREFIX):
+        return None
+    return asset_name.removeprefix(PREFIX)
 
 
 def job_asset(name: str, uri: str) -> Asset:
