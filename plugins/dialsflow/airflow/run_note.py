@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from dialsflow.airflow.stored_xcom import stored_xcom
 from dialsflow.airflow.ui.status import short_failure
 
 DAG_ID = "dials_ingest"
@@ -80,15 +81,12 @@ def write_note(dag_run: Any) -> None:
 
 
 def _write(dag_run: Any, session: Any) -> None:
-    from airflow.models.xcom import XComModel
     from airflow.utils.state import TaskInstanceState
 
     existing = dag_run.dag_run_note
     if existing is not None and existing.user_id:
         return
-    row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=DAG_ID,
-                                             task_ids=TASK_ID, key=VERDICTS_KEY)).first()
-    verdicts = XComModel.deserialize_value(row) if row is not None else None
+    verdicts = stored_xcom(session, DAG_ID, dag_run.run_id, TASK_ID, VERDICTS_KEY)
     failed = [ti.task_id for ti in dag_run.get_task_instances(
         state=[TaskInstanceState.FAILED], session=session)]
     dag_run.note = note_text(verdicts if isinstance(verdicts, dict) else None, failed)

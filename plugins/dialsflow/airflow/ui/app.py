@@ -48,20 +48,16 @@ def _bearer(request: Request) -> Any:
 def log_links(ui_root: str = "") -> status.LogLink:
     """Failed units' task logs (under `ui_root`, the UI's path prefix): a unit's map index
     is its place in discover's return."""
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import select
+
+    from dialsflow.airflow.stored_xcom import stored_xcom
 
     cache: dict[str, dict[tuple[str, str, str], int]] = {}
 
     def indexes(run_id: str) -> dict[tuple[str, str, str], int]:
         if run_id not in cache:
             with create_session() as session:
-                value = session.scalar(select(XComModel.value).where(
-                    XComModel.dag_id == DAG_ID, XComModel.run_id == run_id,
-                    XComModel.task_id == "discover", XComModel.key == "return_value",
-                    XComModel.map_index == -1))
-            units = XComModel.deserialize_value(_Row(value)) if value is not None else []
+                units = stored_xcom(session, DAG_ID, run_id, "discover", "return_value")
             cache[run_id] = {(u.get("job"), u.get("dataset"), u.get("me")): i
                              for i, u in enumerate(units or [])}
         return cache[run_id]
@@ -74,13 +70,6 @@ def log_links(ui_root: str = "") -> status.LogLink:
                 f"/mapped/{index}")
 
     return link
-
-
-class _Row:
-    """What `XComModel.deserialize_value` reads: an object with `.value`."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
 
 
 def jobs() -> list[tuple[str, Path]]:
