@@ -20,6 +20,7 @@ import requests
 from deploy.rest import AirflowClient
 from dialsflow.config.jobs import load_jobs
 from dialsflow.pipeline.export import exported_runs
+from dialsflow.pipeline.units import short_dataset
 from dialsflow.store.layout import UnitKey, dialstools_name, unit_dir
 from dialsflow.store.manifest import Manifest
 
@@ -146,7 +147,7 @@ def test_nightly_dag_on_celery_with_emulator(start_deployment, monkeypatch, tmp_
         assert tis2[("completeness", -1)]["state"] == "failed"  # it ran and failed the run
         log = api.log_text(api.task_log(DAG, run2["dag_run_id"], "ingest",
                                         failed[0]["try_number"], failed[0]["map_index"]))
-        short = "/".join(dataset.strip("/").split("/")[:2])  # the grid label's dataset
+        short = short_dataset(dataset)  # the grid label's dataset
         cause = [line for line in log.splitlines() if "failed" in line.lower()
                  and short in line and "PXLayer_2" in line and str(failing_run) in line]
         assert cause and any("HTTP 500" in line for line in cause), log[-3000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dialsflow.config.runs import RunSelection
-from dialsflow.pipeline.units import Unit
+from dialsflow.pipeline.units import Unit, short_dataset, short_me
 from dialsflow.times import utc
 
 #: Length of Airflow's `task_instance.rendered_map_index` column (String(250)).
@@ -73,8 +73,7 @@ class UnitTask:
         without its data tier, ME's last path part; within the 250 characters Airflow's
         `rendered_map_index` column holds."""
         key = self.unit.key
-        dataset = "/".join(key.dataset.strip("/").split("/")[:2])
-        label = f"{self.job}: {dataset} × {key.me.rsplit('/', 1)[-1]}"
+        label = f"{self.job}: {short_dataset(key.dataset)} × {short_me(key.me)}"
         return label if len(label) <= LABEL_MAX else label[:LABEL_MAX - 1] + "…"
 
     def certification_of(self) -> dict[int, str]:

@@ -22,6 +22,17 @@ ME_DIMS = {"h1d": 1, "h2d": 2}
 log = logging.getLogger("dialsflow")
 
 
+def short_me(me: str) -> str:
+    """An ME's last path part: how labels, log lines and the page name it."""
+    return me.rsplit("/", 1)[-1]
+
+
+def short_dataset(dataset: str) -> str:
+    """`/ZeroBias/Run2024C-PromptReco-v1/DQMIO` → `ZeroBias/Run2024C-PromptReco-v1`."""
+    parts = [p for p in dataset.split("/") if p]
+    return "/".join(parts[:2]) or dataset
+
+
 @dataclass(frozen=True)
 class Unit:
     key: UnitKey

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from dialsflow.pipeline.units import short_dataset, short_me
 from dialsflow.pipeline.verdict import COMPLETE
 from dialsflow.store.layout import REPORTS_DIR
 
@@ -42,16 +43,6 @@ def verdict_class(report: Mapping[str, Any]) -> str:
     if report.get("failures") or report.get("test") or report.get("completeness") is None:
         return "incomplete"
     return "complete" if report.get("verdict") == COMPLETE else "complete with upstream gaps"
-
-
-def short_me(me: str) -> str:
-    return me.rsplit("/", 1)[-1]
-
-
-def short_dataset(dataset: str) -> str:
-    """`/ZeroBias/Run2024C-PromptReco-v1/DQMIO` → `ZeroBias/Run2024C-PromptReco-v1`."""
-    parts = [p for p in dataset.split("/") if p]
-    return "/".join(parts[:2]) or dataset
 
 
 def _check_status(check: Mapping[str, Any], stuck: bool) -> str:
