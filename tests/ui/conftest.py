@@ -27,6 +27,9 @@ JOB = "demo_tracker"
 #: The planted failure: DIALS answers 500 to every page of this ME (emulator `failing_me`).
 FAILING_ME = "PXLayer_2$"
 USERS = {"admin": ("admin", "admin-pw"), "viewer": ("viewer", "viewer-pw")}
+#: The night takes ~15 s; once (full suite beside a Celery deployment) `dags test` went on
+#: for 10 minutes after its run had ended: fail sooner, with what it printed.
+NIGHT_TIMEOUT_S = 300
 
 
 @dataclass
@@ -79,8 +82,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def night(server: Server) -> Night:
     """The demo night of one job, tasks run by the (local) executor as in production."""
     airflow = server.airflow
-    result = airflow.airflow("dags", "test", "dials_ingest", NIGHT, "-c",
-                             orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor")
+    try:
+        result = airflow.airflow("dags", "test", "dials_ingest", NIGHT, "-c",
+                                 orjson.dumps({"jobs": [JOB]}).decode(), "--use-executor",
+                                 timeout=NIGHT_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:  # what it printed says where it stopped
+        printed = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x or ""
+                          for x in (exc.stdout, exc.stderr))
+        pytest.fail(f"the night did not end within {NIGHT_TIMEOUT_S} s (it takes ~15 s); "
+                    f"it printed last:\n{printed[-4000:]}")
     assert result.returncode == 1, _why(result, airflow)
     reports = list((airflow.output_root / JOB / "_reports").glob("*.json"))
     assert len(reports) == 1, _why(result, airflow)
